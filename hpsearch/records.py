@@ -1,0 +1,111 @@
+"""Plain value types for what the store keeps: studies, trials, measurements, workers.
+
+The store returns these; the oracle, the service, the CLI and the dashboard read them.
+They carry no database session and no behaviour beyond simple derived facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hpsearch.space import Params, StudyConfig
+
+
+class TrialState(str, Enum):
+    """Life cycle of a trial.
+
+    WAITING -> RUNNING -> COMPLETED | FAILED | STOPPED, and RUNNING -> WAITING when an
+    attempt is lost (lease expired) or fails and the study allows another attempt.
+    """
+
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TrialState.COMPLETED, TrialState.FAILED, TrialState.STOPPED)
+
+
+class AttemptState(str, Enum):
+    """Outcome of one attempt of a trial (one lease held by one worker)."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    LOST = "LOST"  # the lease expired: the worker died or was cut off
+    STOPPED = "STOPPED"
+
+
+class StudyState(str, Enum):
+    ACTIVE = "ACTIVE"
+    COMPLETED = "COMPLETED"  # budget spent; asking for trials answers "finished"
+    STOPPED = "STOPPED"  # stopped by a user
+
+
+@dataclass(frozen=True, slots=True)
+class Study:
+    id: int
+    name: str
+    config: StudyConfig
+    state: StudyState
+    created_at: float  # seconds since the epoch, database clock
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    study_id: int
+    number: int  # 0-based, unique within the study, allocated in creation order
+    state: TrialState
+    params: Params
+    attempt: int  # 0 while never claimed; the running or last attempt otherwise
+    worker_id: str | None  # holder of the current lease, or who ran the last attempt
+    lease_expires_at: float | None  # database clock, seconds since the epoch
+    value: float | None  # final objective value (COMPLETED trials)
+    metrics: dict[str, float] = field(default_factory=dict)
+    failure_message: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    completed_at: float | None = None
+    tags: dict[str, Any] = field(default_factory=dict)  # free-form (e.g. Keras Tuner trial id)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    trial_number: int
+    attempt: int
+    worker_id: str | None
+    state: AttemptState
+    started_at: float
+    ended_at: float | None
+    failure_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementRecord:
+    trial_number: int
+    attempt: int
+    step: int
+    metrics: dict[str, float]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    id: str
+    host: str | None
+    last_seen: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StudySummary:
+    study: Study
+    counts: dict[TrialState, int]
+    best_value: float | None
+    last_activity: float | None

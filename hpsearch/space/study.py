@@ -1,0 +1,412 @@
+"""The study file: name, metric, parameters, budget, algorithm (YAML or JSON).
+
+The vocabulary is Vertex AI's, so the mapping to a HyperparameterTuningJob is 1:1::
+
+    name: mnist-mlp
+    metric: {name: val_accuracy, goal: maximize}
+    parameters:
+      learning_rate: {type: double, min: 0.0001, max: 0.1, scale: log}
+      optimizer:     {type: categorical, values: [sgd, adam]}
+      momentum:      {type: double, min: 0.0, max: 0.99, when: {optimizer: [sgd]}}
+    budget: {max_trials: 100, parallel_trials: 20, max_failed_trials: 10}
+    algorithm: bayesian
+    measurement: best
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpsearch.errors import InvalidArgumentError
+from hpsearch.space.params import (
+    BooleanParam,
+    CategoricalParam,
+    Condition,
+    DiscreteParam,
+    DoubleParam,
+    FixedParam,
+    IntegerParam,
+    Parameter,
+    Scale,
+    Space,
+)
+
+ALGORITHMS = ("bayesian", "random", "grid", "tpe", "cmaes")
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+class Goal(str, Enum):
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
+
+class Measurement(str, Enum):
+    """Which intermediate measurement becomes the final value (Vertex's selection)."""
+
+    BEST = "best"
+    LAST = "last"
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    goal: Goal = Goal.MAXIMIZE
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value ``a`` is strictly better than ``b`` under this goal."""
+        return a > b if self.goal is Goal.MAXIMIZE else a < b
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    max_trials: int = 100
+    parallel_trials: int = 1
+    max_failed_trials: int | None = None
+    max_attempts: int = 3  # attempts per trial before a lost/failed trial is given up
+
+    def __post_init__(self) -> None:
+        for name in ("max_trials", "parallel_trials", "max_attempts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(f"budget.{name} must be an integer >= 1, got {value!r}")
+        failed = self.max_failed_trials
+        if failed is not None and (
+            isinstance(failed, bool) or not isinstance(failed, int) or failed < 0
+        ):
+            raise InvalidArgumentError(
+                f"budget.max_failed_trials must be an integer >= 0 or left out, got {failed!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyStopping:
+    """Median stopping rule over intermediate measurements (Vertex's and Vizier's)."""
+
+    rule: str = "none"  # none | median
+    min_trials: int = 5
+    min_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.rule not in ("none", "median"):
+            raise InvalidArgumentError(
+                f"early_stopping.rule must be none or median, got {self.rule!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class StudyConfig:
+    """Everything a study is declared with."""
+
+    name: str
+    metric: Metric
+    space: Space = field(default_factory=Space)
+    budget: Budget = field(default_factory=Budget)
+    algorithm: str = "bayesian"
+    measurement: Measurement = Measurement.BEST
+    lease_seconds: float = 60.0
+    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not STUDY_NAME.match(self.name):
+            raise InvalidArgumentError(
+                f"study name {self.name!r} is not valid; use 1-128 letters, digits, '_', '-' "
+                "or '.', starting with a letter or digit"
+            )
+        if self.algorithm not in ALGORITHMS:
+            raise InvalidArgumentError(
+                f"algorithm {self.algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
+            )
+        if not (isinstance(self.lease_seconds, (int, float)) and 1 <= self.lease_seconds <= 86400):
+            raise InvalidArgumentError(
+                f"lease_seconds must be between 1 and 86400, got {self.lease_seconds!r}"
+            )
+
+    def with_space(self, space: Space) -> StudyConfig:
+        return replace(self, space=space)
+
+    # -- dict / file form -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The study file form; ``from_dict(to_dict(c)) == c``."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "metric": {"name": self.metric.name, "goal": self.metric.goal.value},
+            "parameters": {p.name: parameter_to_dict(p) for p in self.space},
+            "budget": {
+                "max_trials": self.budget.max_trials,
+                "parallel_trials": self.budget.parallel_trials,
+                "max_failed_trials": self.budget.max_failed_trials,
+                "max_attempts": self.budget.max_attempts,
+            },
+            "algorithm": self.algorithm,
+            "measurement": self.measurement.value,
+            "lease_seconds": self.lease_seconds,
+            "early_stopping": {
+                "rule": self.early_stopping.rule,
+                "min_trials": self.early_stopping.min_trials,
+                "min_steps": self.early_stopping.min_steps,
+            },
+        }
+        if self.seed is not None:
+            data["seed"] = self.seed
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StudyConfig:
+        if not isinstance(data, Mapping):
+            raise InvalidArgumentError(
+                f"a study file holds a mapping (name, metric, parameters, ...), got {type(data).__name__}"
+            )
+        known = {
+            "name",
+            "metric",
+            "parameters",
+            "budget",
+            "algorithm",
+            "measurement",
+            "lease_seconds",
+            "early_stopping",
+            "seed",
+        }
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown key(s) {unknown} in the study file; known keys: {sorted(known)}"
+            )
+        if "name" not in data:
+            raise InvalidArgumentError("the study file needs a name, e.g. name: mnist-mlp")
+        metric = _metric(data.get("metric"))
+        parameters = data.get("parameters") or {}
+        if not isinstance(parameters, Mapping):
+            raise InvalidArgumentError(
+                "parameters must be a mapping of name to spec, e.g. "
+                "parameters: {lr: {type: double, min: 0.0001, max: 0.1, scale: log}}"
+            )
+        space = Space(tuple(parameter_from_dict(str(k), v) for k, v in parameters.items()))
+        budget_data = data.get("budget") or {}
+        if not isinstance(budget_data, Mapping):
+            raise InvalidArgumentError("budget must be a mapping, e.g. budget: {max_trials: 50}")
+        budget_known = {"max_trials", "parallel_trials", "max_failed_trials", "max_attempts"}
+        extra = sorted(set(budget_data) - budget_known)
+        if extra:
+            raise InvalidArgumentError(
+                f"unknown budget key(s) {extra}; known: {sorted(budget_known)}"
+            )
+        budget = Budget(**{k: _maybe_int(v, f"budget.{k}") for k, v in budget_data.items()})
+        measurement = str(data.get("measurement", "best")).lower()
+        if measurement not in ("best", "last"):
+            raise InvalidArgumentError(f"measurement must be best or last, got {measurement!r}")
+        early = data.get("early_stopping") or {}
+        if isinstance(early, str):
+            early = {"rule": early}
+        if not isinstance(early, Mapping):
+            raise InvalidArgumentError("early_stopping must be a rule name or a mapping")
+        seed = data.get("seed")
+        return cls(
+            name=str(data["name"]),
+            metric=metric,
+            space=space,
+            budget=budget,
+            algorithm=str(data.get("algorithm", "bayesian")).lower(),
+            measurement=Measurement(measurement),
+            lease_seconds=float(
+                _number_or_raise(data.get("lease_seconds", 60.0), "lease_seconds")
+            ),
+            early_stopping=EarlyStopping(**{k: early[k] for k in early}),
+            seed=None if seed is None else _maybe_int(seed, "seed"),
+        )
+
+
+def _metric(value: Any) -> Metric:
+    if value is None:
+        raise InvalidArgumentError(
+            "the study file needs a metric, e.g. metric: {name: val_accuracy, goal: maximize}"
+        )
+    if isinstance(value, str):
+        return Metric(value)
+    if not isinstance(value, Mapping) or "name" not in value:
+        raise InvalidArgumentError(
+            f"metric must be a mapping with a name and a goal, got {value!r}"
+        )
+    goal = str(value.get("goal", "maximize")).lower()
+    goal = {"max": "maximize", "min": "minimize"}.get(goal, goal)
+    if goal not in ("maximize", "minimize"):
+        raise InvalidArgumentError(f"metric goal must be maximize or minimize, got {goal!r}")
+    return Metric(str(value["name"]), Goal(goal))
+
+
+def _number_or_raise(value: Any, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{where} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InvalidArgumentError(f"{where} must be finite, got {value!r}")
+    return number
+
+
+def _maybe_int(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        number = _number_or_raise(value, where)
+        return int(number) if number == int(number) else value
+    return value
+
+
+_PARAM_KEYS = {
+    "double": {"type", "min", "max", "scale", "step", "when"},
+    "integer": {"type", "min", "max", "scale", "step", "when"},
+    "categorical": {"type", "values", "when"},
+    "discrete": {"type", "values", "when"},
+    "boolean": {"type", "when"},
+    "fixed": {"type", "value", "when"},
+}
+_TYPE_ALIASES = {"float": "double", "int": "integer", "choice": "categorical", "bool": "boolean"}
+
+
+def parameter_from_dict(name: str, spec: Any) -> Parameter:
+    """Build a parameter from its study-file spec, with errors that name the parameter."""
+    if not isinstance(spec, Mapping):
+        raise InvalidArgumentError(
+            f"parameter {name!r}: expected a mapping such as {{type: double, min: 0, max: 1}}, "
+            f"got {spec!r}"
+        )
+    kind = str(spec.get("type", "")).lower()
+    kind = _TYPE_ALIASES.get(kind, kind)
+    if kind not in _PARAM_KEYS:
+        raise InvalidArgumentError(
+            f"parameter {name!r}: type must be one of {', '.join(_PARAM_KEYS)}, got "
+            f"{spec.get('type')!r}"
+        )
+    extra = sorted(set(spec) - _PARAM_KEYS[kind])
+    if extra:
+        raise InvalidArgumentError(
+            f"parameter {name!r}: unknown key(s) {extra} for type {kind}; "
+            f"allowed: {sorted(_PARAM_KEYS[kind])}"
+        )
+    conditions = _conditions(name, spec.get("when"))
+    where = f"parameter {name!r}"
+    for key in ("min", "max"):
+        if kind in ("double", "integer") and key not in spec:
+            raise InvalidArgumentError(f"{where}: {kind} needs {key}")
+    if kind == "double":
+        return DoubleParam(
+            name,
+            min=_number_or_raise(spec["min"], f"{where} min"),
+            max=_number_or_raise(spec["max"], f"{where} max"),
+            scale=Scale.parse(spec.get("scale"), where=where),
+            step=None
+            if spec.get("step") is None
+            else _number_or_raise(spec["step"], f"{where} step"),
+            conditions=conditions,
+        )
+    if kind == "integer":
+        scale = Scale.parse(spec.get("scale"), where=where)
+        return IntegerParam(
+            name,
+            min=spec["min"],
+            max=spec["max"],
+            scale=scale,
+            step=spec.get("step"),
+            conditions=conditions,
+        )
+    if kind in ("categorical", "discrete"):
+        values = spec.get("values")
+        if values is None or isinstance(values, (str, Mapping)) or not hasattr(values, "__iter__"):
+            raise InvalidArgumentError(
+                f"{where}: {kind} needs a list of values, e.g. values: [a, b]"
+            )
+        if kind == "categorical":
+            return CategoricalParam(name, values=tuple(values), conditions=conditions)
+        return DiscreteParam(name, values=tuple(values), conditions=conditions)
+    if kind == "boolean":
+        return BooleanParam(name, conditions=conditions)
+    if "value" not in spec:
+        raise InvalidArgumentError(f"{where}: fixed needs a value, e.g. value: 32")
+    return FixedParam(name, value=spec["value"], conditions=conditions)
+
+
+def parameter_to_dict(param: Parameter) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": param.kind}
+    if isinstance(param, (DoubleParam, IntegerParam)):
+        data["min"], data["max"] = param.min, param.max
+        if param.scale is not Scale.LINEAR:
+            data["scale"] = param.scale.value
+        if param.step is not None:
+            data["step"] = param.step
+    elif isinstance(param, (CategoricalParam, DiscreteParam)):
+        data["values"] = list(param.values)
+    elif isinstance(param, FixedParam):
+        data["value"] = param.value
+    if param.conditions:
+        data["when"] = {c.parent: list(c.values) for c in param.conditions}
+    return data
+
+
+def _conditions(name: str, when: Any) -> tuple[Condition, ...]:
+    if when is None:
+        return ()
+    if not isinstance(when, Mapping) or not when:
+        raise InvalidArgumentError(
+            f"parameter {name!r}: when must map a parent to its values, e.g. when: {{optimizer: [sgd]}}"
+        )
+    conditions = []
+    for parent, values in when.items():
+        if isinstance(values, (str, int, float, bool)):
+            values = [values]
+        if not isinstance(values, (list, tuple)) or not values:
+            raise InvalidArgumentError(
+                f"parameter {name!r}: the condition on {parent!r} needs a list of parent values"
+            )
+        conditions.append(Condition(str(parent), tuple(values)))
+    return tuple(conditions)
+
+
+# -- files ------------------------------------------------------------------------------------
+def load_study(path: str | Path) -> StudyConfig:
+    """Read a study file (``.yaml``/``.yml`` or ``.json``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidArgumentError(f"study file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot read study file {str(path)!r}: {exc.strerror}"
+        ) from None
+    return loads_study(
+        text, fmt="json" if path.suffix.lower() == ".json" else "yaml", source=str(path)
+    )
+
+
+def loads_study(text: str, *, fmt: str = "yaml", source: str = "<string>") -> StudyConfig:
+    try:
+        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise InvalidArgumentError(f"{source} is not valid {fmt.upper()}: {exc}") from None
+    try:
+        return StudyConfig.from_dict(data)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{source}: {exc}") from None
+
+
+def dumps_study(config: StudyConfig, *, fmt: str = "yaml") -> str:
+    data = config.to_dict()
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+def dump_study(config: StudyConfig, path: str | Path) -> None:
+    path = Path(path)
+    path.write_text(dumps_study(config, fmt="json" if path.suffix.lower() == ".json" else "yaml"))
