@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
+import importlib.util
 import io
 import json
 import logging
@@ -22,6 +24,15 @@ from hpsearch.errors import HpsearchError
 from hpsearch.records import Study, Trial, TrialState
 
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
+#: Feature packages that add their own subcommands: each module has
+#: ``register(subparsers, storage_arg=...)`` adding parsers whose ``handler`` does the work.
+#: They must import nothing heavy (TensorFlow, aiplatform) at module level.
+PLUGIN_COMMANDS = (
+    "hpsearch.worker.cli",
+    "hpsearch.vertex.cli",
+    "hpsearch.dashboard.cli",
+    "hpsearch.export",
+)
 EXIT_USAGE = 2
 
 log = logging.getLogger("hpsearch")
@@ -142,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_arg(current)
     current.set_defaults(handler=_cmd_db_current)
     db.set_defaults(handler=lambda args: _help(db))
+
+    for module_name in PLUGIN_COMMANDS:
+        if importlib.util.find_spec(module_name) is not None:
+            importlib.import_module(module_name).register(sub, storage_arg=_storage_arg)
     return parser
 
 
