@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(handler=lambda args: _help(db))
 
     for module_name in PLUGIN_COMMANDS:
-        if importlib.util.find_spec(module_name) is not None:
+        if _module_exists(module_name):
             importlib.import_module(module_name).register(sub, storage_arg=_storage_arg)
     return parser
 
@@ -297,6 +297,13 @@ def _format_arg(
 ) -> None:
     parser.add_argument("--format", choices=choices, default=default,
                         help=f"output format (default {default})")
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent package is absent
+        return False
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
