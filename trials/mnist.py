@@ -164,13 +164,27 @@ def train(args: argparse.Namespace) -> int:
     done_epochs = _finished_epochs(checkpoint_dir)
     if done_epochs:
         logger.info(
-            "resuming checkpoint_dir=%s finished_epochs=%d start_epoch=%d",
+            "resuming checkpoint_dir=%s finished_epochs=%d start_epoch=%s",
             checkpoint_dir,
             done_epochs,
-            done_epochs + 1,
+            done_epochs + 1 if done_epochs < args.epochs else "none",
         )
     reporter = HypertuneReporter(args.metric_tag, trial_id, done_epochs)
-    callbacks: list[Any] = [tf.keras.callbacks.TerminateOnNaN()]
+
+    def fail_on_nan(epoch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"the loss became {loss} in epoch {epoch + 1}: training diverged; "
+                f"lower --learning_rate (got {args.learning_rate})"
+            )
+
+    # TerminateOnNaN stops at the first bad batch; fail_on_nan then fails the trial before
+    # the diverged epoch is checkpointed or reported.
+    callbacks: list[Any] = [
+        tf.keras.callbacks.TerminateOnNaN(),
+        tf.keras.callbacks.LambdaCallback(on_epoch_end=fail_on_nan),
+    ]
     if checkpoint_dir:
         # Keep the checkpoint after success too: Vertex keeps AIP_CHECKPOINT_DIR, and a
         # retry of a finished attempt then only re-reports and re-saves.
@@ -193,13 +207,7 @@ def train(args: argparse.Namespace) -> int:
         shuffle=False,  # train_ds shuffles itself each epoch
         verbose=2,
     )
-    losses = history.history.get("loss", [])
-    if any(not math.isfinite(loss) for loss in losses):
-        raise TrainingError(
-            f"the loss became {losses[-1]} at epoch {done_epochs + len(losses)}: training "
-            f"diverged; lower --learning_rate (got {args.learning_rate})"
-        )
-    if not losses:
+    if not history.history.get("loss"):
         # Every epoch had finished before this attempt: report the final value again.
         reporter.report_evaluation(model, valid_ds, step=done_epochs)
 
@@ -293,7 +301,13 @@ class HypertuneReporter:
         self._report(float(logs[self.metric_tag]), step=epoch + 1)
 
     def report_evaluation(self, model: Any, dataset: Any, step: int) -> None:
-        """Evaluate the model and report the metric at ``step`` (a resumed, finished run)."""
+        """Evaluate the model and report the metric at ``step`` (a resumed, finished run).
+
+        Nothing is reported when the metric file already holds ``step`` for this trial.
+        """
+        if any(str(e.get("global_step")) == str(step) for e in self.hpt.metrics_queue):
+            logger.info("already reported metric=%s step=%d", self.metric_tag, step)
+            return
         results = model.evaluate(dataset, return_dict=True, verbose=0)
         key = self.metric_tag.removeprefix("val_")
         if key not in results:
@@ -305,7 +319,9 @@ class HypertuneReporter:
 
     def _report(self, value: float, step: int) -> None:
         if not math.isfinite(value):
-            logger.warning("not reporting metric=%s value=%s step=%d", self.metric_tag, value, step)
+            logger.warning(
+                "not reporting metric=%s value=%s step=%d", self.metric_tag, value, step
+            )
             return
         self.hpt.report_hyperparameter_tuning_metric(
             hyperparameter_metric_tag=self.metric_tag, metric_value=value, global_step=step
