@@ -71,7 +71,7 @@ class Study(_message.Message):
     def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ..., state: _Optional[_Union[StudyState, str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., trial_counts: _Optional[_Mapping[str, int]] = ..., best_value: _Optional[float] = ...) -> None: ...
 
 class Trial(_message.Message):
-    __slots__ = ("study", "number", "state", "params", "attempt", "worker_id", "lease_expires_at", "value", "metrics", "failure_message", "created_at", "started_at", "completed_at")
+    __slots__ = ("study", "number", "state", "params", "attempt", "worker_id", "lease_expires_at", "value", "metrics", "failure_message", "created_at", "started_at", "completed_at", "study_id")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class Trial(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    STUDY_ID_FIELD_NUMBER: _ClassVar[int]
     study: str
     number: int
     state: TrialState
@@ -112,7 +113,8 @@ class Trial(_message.Message):
     created_at: float
     started_at: float
     completed_at: float
-    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, Value]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., lease_expires_at: _Optional[float] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_message: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ...) -> None: ...
+    study_id: int
+    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, Value]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., lease_expires_at: _Optional[float] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_message: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., study_id: _Optional[int] = ...) -> None: ...
 
 class CreateStudyRequest(_message.Message):
     __slots__ = ("config", "format", "exist_ok")

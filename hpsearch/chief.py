@@ -1,0 +1,207 @@
+"""The chief: one process holding the oracle and serving it over gRPC.
+
+``run_chief(...)`` is what ``hpsearch chief`` calls; it blocks until SIGINT or SIGTERM and
+then shuts down gracefully (health answers NOT_SERVING, in-flight calls finish).
+:class:`Chief` is the same thing as an object, for tests and in-process demos.
+``python -m hpsearch.chief --storage URL --study FILE --port 8000`` runs it without the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from hpsearch.errors import HpsearchError, NotFoundError
+from hpsearch.oracle import DEFAULT_HOLD_SECONDS, Oracle
+from hpsearch.records import Study
+from hpsearch.service import Server, build_server
+from hpsearch.space import load_study
+from hpsearch.store.api import DEFAULT_URL, Store
+
+logger = logging.getLogger(__name__)
+
+
+def run_chief(
+    port: int = 8000,
+    storage: str = DEFAULT_URL,
+    study: str | None = None,
+    host: str = "0.0.0.0",
+    *,
+    grace: float = 10.0,
+    hold_seconds: float = DEFAULT_HOLD_SECONDS,
+) -> None:
+    """Serve the oracle on ``host:port`` over the database at ``storage`` until signalled.
+
+    ``study`` is a study file (created, or resumed when a study of that name exists) or the
+    name of an existing study: it is the study stock Keras Tuner workers get.
+    """
+    chief = Chief(storage, study=study, host=host, port=port, hold_seconds=hold_seconds)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("chief stopping signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        chief.start()
+        stop.wait()
+    finally:
+        chief.stop(grace)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Chief:
+    """The oracle, its store and its gRPC server, started and stopped together."""
+
+    def __init__(
+        self,
+        storage: str = DEFAULT_URL,
+        *,
+        study: str | None = None,
+        host: str = "0.0.0.0",
+        port: int = 8000,
+        hold_seconds: float = DEFAULT_HOLD_SECONDS,
+        sweep_seconds: float = 1.0,
+        max_workers: int = 64,
+    ) -> None:
+        self.storage = storage
+        self.study_arg = study
+        self.host = host
+        self.requested_port = port
+        self.hold_seconds = hold_seconds
+        self.sweep_seconds = sweep_seconds
+        self.max_workers = max_workers
+        self.store: Store | None = None
+        self.oracle: Oracle | None = None
+        self.server: Server | None = None
+        self.study: str | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        if self.server is None:
+            raise RuntimeError("the chief is not started")
+        return self.server.port
+
+    @property
+    def address(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"{host}:{self.port}"
+
+    def start(self) -> Chief:
+        from hpsearch.store import Store as SqlStore  # the implementation behind the contract
+
+        self.store = SqlStore(self.storage)
+        self.oracle = Oracle(
+            self.store, hold_seconds=self.hold_seconds, sweep_seconds=self.sweep_seconds
+        )
+        if self.study_arg:
+            self.study = resolve_study(self.oracle, self.study_arg).name
+        self.server = build_server(
+            self.oracle,
+            study=self.study,
+            host=self.host,
+            port=self.requested_port,
+            max_workers=self.max_workers,
+        )
+        self.oracle.start()
+        self.server.start()
+        logger.info(
+            "chief serving address=%s:%d study=%s storage=%s",
+            self.host,
+            self.server.port,
+            self.study,
+            _safe_url(self.storage),
+        )
+        return self
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        if self.server is not None:
+            self.server.stop(grace)
+        if self.oracle is not None:
+            self.oracle.stop()
+        if self.store is not None:
+            self.store.close()
+        logger.info("chief stopped")
+
+    def __enter__(self) -> Chief:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(0)
+
+
+def resolve_study(oracle: Oracle, study: str) -> Study:
+    """A study file is created (or resumed, when its name exists); a name must exist."""
+    path = Path(study)
+    if path.suffix.lower() in (".yaml", ".yml", ".json") or path.is_file():
+        config = load_study(path)
+        try:
+            existing = oracle.get_study(config.name)
+        except NotFoundError:
+            return oracle.create_study(config)
+        same_apart_from_space = existing.config.with_space(config.space) == config
+        space_kept = all(p.name in existing.config.space for p in config.space)
+        if same_apart_from_space and space_kept:
+            logger.info("study resumed study=%s", config.name)
+        else:
+            logger.warning(
+                "study exists with a different declaration; resuming the stored one study=%s",
+                config.name,
+            )
+        return existing
+    try:
+        return oracle.get_study(study)
+    except NotFoundError:
+        raise NotFoundError(
+            f"no study named {study!r} in this database and no such study file; "
+            "pass a study file (.yaml/.json) or create the study first"
+        ) from None
+
+
+def _safe_url(url: str) -> str:
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hpsearch.chief``: the chief without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="python -m hpsearch.chief", description=__doc__)
+    parser.add_argument("--storage", default=os.environ.get("HPSEARCH_STORAGE", DEFAULT_URL))
+    parser.add_argument("--study", default=None)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--hold-seconds", type=float, default=DEFAULT_HOLD_SECONDS)
+    parser.add_argument("--log-level", default=os.environ.get("HPSEARCH_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        run_chief(
+            port=args.port,
+            storage=args.storage,
+            study=args.study,
+            host=args.host,
+            hold_seconds=args.hold_seconds,
+        )
+    except HpsearchError as error:
+        logger.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

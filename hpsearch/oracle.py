@@ -1,0 +1,627 @@
+"""The oracle: which worker runs which trial, leases, retries, budget and suggestions.
+
+The oracle speaks Python, not gRPC: the service layer decodes a request, calls one method
+here and encodes the answer.  The store is the truth; the oracle keeps a small in-memory
+mirror per study (trial counts, running trials, the completed history, a buffer of ready
+suggestions) so that handing out a trial costs one SQL write and no scan of the study.
+
+Threads:
+- RPC threads call :meth:`Oracle.ask`, :meth:`Oracle.heartbeat`, :meth:`Oracle.complete`...
+  They take a study's own lock for short bookkeeping and never run a search algorithm.
+- One suggester thread fills each study's suggestion buffer by calling
+  :func:`hpsearch.search.suggest` with no lock held; it is woken when a buffer runs low
+  or a result arrives.
+- One sweeper thread expires lapsed leases (``store.expire_leases``) and re-syncs the
+  mirror from SQL, so a lost trial goes back to WAITING and is handed to the next asker.
+
+When no trial can be handed out yet, ``ask`` holds the caller on the study's condition
+variable for a bounded time (woken when a trial finishes, a lease lapses or a suggestion
+is ready) instead of answering "wait" at once: stock Keras Tuner workers re-ask instantly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from hpsearch import search
+from hpsearch.errors import InvalidArgumentError
+from hpsearch.records import (
+    MeasurementRecord,
+    Study,
+    StudyState,
+    StudySummary,
+    Trial,
+    TrialState,
+)
+from hpsearch.space import Goal, Measurement, Params, Space, StudyConfig
+from hpsearch.store.api import Store
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOLD_SECONDS = 3.0
+MAX_HOLD_SECONDS = 30.0
+MAX_TRIALS_PER_ASK = 64
+_CHEAP_ALGORITHMS = ("random",)
+
+
+class AskStatus(str, Enum):
+    """What :meth:`Oracle.ask` answers."""
+
+    TRIALS = "TRIALS"  # the trials to run
+    WAIT = "WAIT"  # nothing to run yet: ask again
+    DONE = "DONE"  # the study is finished: the worker should exit
+
+
+@dataclass(frozen=True, slots=True)
+class AskResult:
+    status: AskStatus
+    trials: list[Trial] = field(default_factory=list)
+    lease_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAnswer:
+    """The answer to a heartbeat or a measurement: the renewed trial and whether to stop."""
+
+    trial: Trial
+    should_stop: bool = False
+    reason: str = ""
+
+
+class Oracle:
+    """Schedules the trials of every study in one store.  Thread-safe."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        hold_seconds: float = DEFAULT_HOLD_SECONDS,
+        sweep_seconds: float = 1.0,
+        resync_seconds: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.hold_seconds = hold_seconds
+        self.sweep_seconds = sweep_seconds
+        self.resync_seconds = resync_seconds
+        self._studies: dict[str, _StudyRuntime] = {}
+        self._registry_lock = threading.Lock()
+        self._suggest_wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the suggester and the lease sweeper threads."""
+        if self._threads:
+            return
+        self._stopping.clear()
+        for target, name in (
+            (self._suggest_loop, "hpsearch-suggester"),
+            (self._sweep_loop, "hpsearch-sweeper"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the background threads and release every held ``ask``."""
+        self._stopping.set()
+        self._suggest_wakeup.set()
+        for runtime in list(self._studies.values()):
+            with runtime.cond:
+                runtime.cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    # -- studies --------------------------------------------------------------------------
+    def create_study(self, config: StudyConfig, *, exist_ok: bool = False) -> Study:
+        """Create a study (AlreadyExistsError if the name is taken, unless identical)."""
+        study = self.store.create_study(config, exist_ok=exist_ok)
+        logger.info(
+            "study created study=%s algorithm=%s max_trials=%d parallel_trials=%d",
+            study.name,
+            config.algorithm,
+            config.budget.max_trials,
+            config.budget.parallel_trials,
+        )
+        return study
+
+    def get_study(self, name: str) -> Study:
+        return self.store.get_study(name)
+
+    def list_studies(self) -> list[StudySummary]:
+        return self.store.list_studies()
+
+    def update_space(self, name: str, space: Space) -> Study:
+        """Add the parameters of ``space`` the study does not declare yet.
+
+        Keras Tuner semantics: a parameter already declared keeps its declaration.
+        """
+        runtime = self._runtime(name)
+        with runtime.cond:
+            study = self.store.get_study(name)
+            current = study.config.space
+            extra = tuple(p for p in space if p.name not in current)
+            if not extra:
+                return study
+            study = self.store.update_space(name, Space(current.parameters + extra))
+            runtime.config = study.config
+            runtime.buffer.clear()
+            runtime.space_version += 1
+            runtime.cond.notify_all()
+        logger.info("space updated study=%s added=%s", name, ",".join(p.name for p in extra))
+        self._suggest_wakeup.set()
+        return study
+
+    # -- trials ---------------------------------------------------------------------------
+    def ask(
+        self, study: str, worker_id: str, count: int = 1, *, wait: float | None = None
+    ) -> AskResult:
+        """Hand ``worker_id`` up to ``count`` trials of ``study`` to run.
+
+        A worker that already holds running trials gets them back.  When nothing can be
+        handed out yet the call is held up to ``wait`` seconds (default: the oracle's hold)
+        and answers WAIT; once the budget is spent and every trial finished it answers DONE.
+        """
+        if not worker_id:
+            raise InvalidArgumentError("worker_id is empty; give each worker a stable id")
+        if count < 1:
+            raise InvalidArgumentError(f"count must be >= 1, got {count}")
+        count = min(count, MAX_TRIALS_PER_ASK)
+        hold = self.hold_seconds if wait is None else max(0.0, min(wait, MAX_HOLD_SECONDS))
+        runtime = self._runtime(study)
+        deadline = time.monotonic() + hold
+        with runtime.cond:
+            while True:
+                runtime.last_demand = time.monotonic()
+                held = self._held_trials(runtime, worker_id)
+                if held:
+                    return AskResult(AskStatus.TRIALS, held, runtime.config.lease_seconds)
+                if runtime.finished:
+                    return AskResult(AskStatus.DONE)
+                trials = self._hand_out(runtime, worker_id, count)
+                if trials:
+                    return AskResult(AskStatus.TRIALS, trials, runtime.config.lease_seconds)
+                if self._finish_if_done(runtime):
+                    return AskResult(AskStatus.DONE)
+                if runtime.needs_suggestions():
+                    self._suggest_wakeup.set()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping.is_set():
+                    return AskResult(AskStatus.WAIT)
+                runtime.cond.wait(remaining)
+
+    def heartbeat(self, study: str, number: int, attempt: int) -> LeaseAnswer:
+        """Renew a running attempt's lease; StaleAttemptError if it was lost."""
+        runtime = self._runtime(study)
+        trial = self.store.renew_lease(
+            study, number, attempt, lease_seconds=runtime.config.lease_seconds
+        )
+        return self._lease_answer(runtime, trial)
+
+    def report(
+        self, study: str, number: int, attempt: int, step: int, metrics: Mapping[str, float]
+    ) -> LeaseAnswer:
+        """Record an intermediate measurement (it also renews the lease)."""
+        runtime = self._runtime(study)
+        clean = _finite_metrics(metrics, where=f"trial {number} step {step}")
+        if step < 0:
+            raise InvalidArgumentError(f"step must be >= 0, got {step}")
+        trial = self.store.renew_lease(
+            study, number, attempt, lease_seconds=runtime.config.lease_seconds
+        )
+        self.store.add_measurement(study, number, attempt, step, clean)
+        return self._lease_answer(runtime, trial)
+
+    def complete(
+        self,
+        study: str,
+        number: int,
+        attempt: int,
+        *,
+        value: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> Trial:
+        """Finish an attempt as COMPLETED.  Idempotent; StaleAttemptError for a lost attempt.
+
+        Without ``value`` the objective is the study metric in ``metrics``, else taken from
+        the attempt's intermediate measurements under the study's ``measurement`` rule.
+        """
+        runtime = self._runtime(study)
+        config = runtime.config
+        clean = _finite_metrics(metrics or {}, where=f"trial {number}")
+        if value is None:
+            value = clean.get(config.metric.name)
+        if value is None:
+            value = self._value_from_measurements(config, study, number, attempt)
+        if value is None:
+            raise InvalidArgumentError(
+                f"trial {number}: the study metric {config.metric.name!r} was not reported "
+                f"(got {sorted(clean) or 'no metrics'}); report it or pass value"
+            )
+        if isinstance(value, bool) or not math.isfinite(float(value)):
+            raise InvalidArgumentError(
+                f"trial {number}: the objective value must be a finite number, got {value!r}"
+            )
+        clean.setdefault(config.metric.name, float(value))
+        trial = self.store.complete_trial(study, number, attempt, float(value), clean)
+        self._after_end(runtime, trial, attempt)
+        return trial
+
+    def fail(
+        self, study: str, number: int, attempt: int, message: str, *, retry: bool = False
+    ) -> Trial:
+        """Finish an attempt as FAILED; with ``retry`` it gets another attempt if allowed."""
+        runtime = self._runtime(study)
+        trial = self.store.fail_trial(
+            study, number, attempt, message or "failed (no message)", retry=retry
+        )
+        self._after_end(runtime, trial, attempt)
+        return trial
+
+    def stop_trial(
+        self, study: str, number: int, attempt: int, *, value: float | None = None
+    ) -> Trial:
+        """Finish an attempt as STOPPED (early stopping or study stopped)."""
+        runtime = self._runtime(study)
+        if value is not None and not math.isfinite(value):
+            raise InvalidArgumentError(f"trial {number}: value must be finite, got {value!r}")
+        trial = self.store.stop_trial(study, number, attempt, value=value)
+        self._after_end(runtime, trial, attempt)
+        return trial
+
+    def get_trial(self, study: str, number: int) -> Trial:
+        return self.store.get_trial(study, number)
+
+    def list_trials(
+        self,
+        study: str,
+        *,
+        states: Sequence[TrialState] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Trial]:
+        return self.store.list_trials(study, states=states, offset=offset, limit=limit)
+
+    def best_trials(self, study: str, n: int = 1) -> list[Trial]:
+        return self.store.best_trials(study, n)
+
+    def measurements(self, study: str, number: int, attempt: int) -> list[MeasurementRecord]:
+        """The intermediate measurements of one attempt, by step."""
+        return [m for m in self.store.list_measurements(study, number) if m.attempt == attempt]
+
+    def sweep(self) -> list[Trial]:
+        """Expire lapsed leases now (the sweeper thread calls this every second)."""
+        changed = self.store.expire_leases()
+        names = {trial.study_id: self._name_of(trial) for trial in changed}
+        for trial in changed:
+            _log_trial(trial, names[trial.study_id], event="lease expired")
+        for name in set(names.values()):
+            runtime = self._studies.get(name)
+            if runtime is not None:
+                self._resync(runtime)
+        return changed
+
+    # -- scheduling (called with runtime.cond held) ---------------------------------------
+    def _held_trials(self, runtime: _StudyRuntime, worker_id: str) -> list[Trial]:
+        numbers = runtime.by_worker.get(worker_id)
+        if not numbers:
+            return []
+        held = []
+        for number in sorted(numbers):
+            trial = self.store.get_trial(runtime.name, number)
+            if trial.state is TrialState.RUNNING and trial.worker_id == worker_id:
+                held.append(trial)
+            else:
+                runtime.forget_running(number)
+        return held
+
+    def _hand_out(self, runtime: _StudyRuntime, worker_id: str, count: int) -> list[Trial]:
+        budget = runtime.config.budget
+        lease = runtime.config.lease_seconds
+        trials: list[Trial] = []
+        while len(trials) < count and len(runtime.running) < budget.parallel_trials:
+            trial: Trial | None = None
+            if runtime.waiting > 0:
+                trial = self.store.claim_trial(runtime.name, worker_id, lease_seconds=lease)
+                if trial is None:
+                    runtime.waiting = 0
+                else:
+                    runtime.waiting -= 1
+            if trial is None and runtime.total < budget.max_trials and runtime.buffer:
+                params = runtime.buffer.popleft()
+                trial = self.store.create_trial(
+                    runtime.name, params, worker_id=worker_id, lease_seconds=lease
+                )
+                runtime.total = max(runtime.total, trial.number + 1)
+            if trial is None:
+                break
+            runtime.add_running(trial)
+            runtime.pending_params[trial.number] = trial.params
+            _log_trial(trial, runtime.name, event="started")
+            trials.append(trial)
+        if len(runtime.buffer) < runtime.low_water:
+            self._suggest_wakeup.set()
+        return trials
+
+    def _finish_if_done(self, runtime: _StudyRuntime) -> bool:
+        budget = runtime.config.budget
+        reason = None
+        if budget.max_failed_trials is not None and runtime.failed >= budget.max_failed_trials:
+            reason = f"max_failed_trials={budget.max_failed_trials} reached"
+        elif runtime.total >= budget.max_trials and not runtime.running and runtime.waiting == 0:
+            reason = f"max_trials={budget.max_trials} done"
+        if reason is None:
+            return False
+        if not runtime.finished:
+            self.store.set_study_state(runtime.name, StudyState.COMPLETED)
+            runtime.state = StudyState.COMPLETED
+            runtime.buffer.clear()
+            logger.info(
+                "study finished study=%s reason=%r completed=%d failed=%d",
+                runtime.name,
+                reason,
+                runtime.completed,
+                runtime.failed,
+            )
+            runtime.cond.notify_all()
+        return True
+
+    def _after_end(self, runtime: _StudyRuntime, trial: Trial, attempt: int) -> None:
+        with runtime.cond:
+            current = runtime.running.get(trial.number)
+            if current is None or current[1] != attempt:
+                return  # a repeated report: already accounted for
+            runtime.forget_running(trial.number)
+            params = runtime.pending_params.pop(trial.number, trial.params)
+            if trial.state is TrialState.COMPLETED and trial.value is not None:
+                runtime.completed += 1
+                runtime.history.append(search.Observation(params, trial.value))
+                runtime.dirty = True
+            elif trial.state is TrialState.FAILED:
+                runtime.failed += 1
+            elif trial.state is TrialState.WAITING:
+                runtime.waiting += 1
+            elif trial.state is TrialState.STOPPED:
+                runtime.stopped += 1
+            _log_trial(trial, runtime.name, event="ended", attempt=attempt)
+            self._finish_if_done(runtime)
+            runtime.cond.notify_all()
+        if runtime.dirty and runtime.config.algorithm not in _CHEAP_ALGORITHMS:
+            self._suggest_wakeup.set()
+
+    def _lease_answer(self, runtime: _StudyRuntime, trial: Trial) -> LeaseAnswer:
+        if runtime.state is StudyState.STOPPED:
+            return LeaseAnswer(trial, True, "the study was stopped")
+        return LeaseAnswer(trial)
+
+    def _value_from_measurements(
+        self, config: StudyConfig, study: str, number: int, attempt: int
+    ) -> float | None:
+        values = [
+            m.metrics[config.metric.name]
+            for m in self.measurements(study, number, attempt)
+            if config.metric.name in m.metrics
+        ]
+        if not values:
+            return None
+        if config.measurement is Measurement.LAST:
+            return values[-1]
+        return max(values) if config.metric.goal is Goal.MAXIMIZE else min(values)
+
+    # -- the study mirror -----------------------------------------------------------------
+    def _runtime(self, name: str) -> _StudyRuntime:
+        runtime = self._studies.get(name)
+        if runtime is not None:
+            return runtime
+        with self._registry_lock:
+            runtime = self._studies.get(name)
+            if runtime is None:
+                study = self.store.get_study(name)  # NotFoundError for an unknown study
+                runtime = _StudyRuntime(study)
+                self._resync(runtime, load_history=True)
+                self._studies[name] = runtime
+                self._suggest_wakeup.set()
+        return runtime
+
+    def _resync(self, runtime: _StudyRuntime, *, load_history: bool = False) -> None:
+        """Rebuild the mirror's counts and running set from SQL (the truth)."""
+        with runtime.cond:
+            study = self.store.get_study(runtime.name)
+            counts = self.store.count_trials(runtime.name)
+            running = self.store.list_trials(runtime.name, states=[TrialState.RUNNING])
+            runtime.config = study.config
+            runtime.state = study.state
+            runtime.total = sum(counts.values())
+            runtime.waiting = counts.get(TrialState.WAITING, 0)
+            runtime.completed = counts.get(TrialState.COMPLETED, 0)
+            runtime.failed = counts.get(TrialState.FAILED, 0)
+            runtime.stopped = counts.get(TrialState.STOPPED, 0)
+            runtime.running.clear()
+            runtime.by_worker.clear()
+            runtime.pending_params.clear()
+            for trial in running:
+                runtime.add_running(trial)
+                runtime.pending_params[trial.number] = trial.params
+            if load_history:
+                completed = self.store.list_trials(runtime.name, states=[TrialState.COMPLETED])
+                runtime.history = [
+                    search.Observation(t.params, t.value) for t in completed if t.value is not None
+                ]
+            runtime.cond.notify_all()
+
+    def _name_of(self, trial: Trial) -> str:
+        for name, runtime in self._studies.items():
+            if runtime.study_id == trial.study_id:
+                return name
+        return ""
+
+    # -- background threads ---------------------------------------------------------------
+    def _suggest_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._suggest_wakeup.wait(1.0)
+            self._suggest_wakeup.clear()
+            if self._stopping.is_set():
+                return
+            for runtime in list(self._studies.values()):
+                try:
+                    self._refill(runtime)
+                except Exception:  # a broken algorithm must not kill the chief
+                    logger.exception("suggestion failed study=%s", runtime.name)
+                    runtime.suggest_failed_at = time.monotonic()
+
+    def _refill(self, runtime: _StudyRuntime) -> None:
+        with runtime.cond:
+            if not runtime.needs_suggestions():
+                return
+            config = runtime.config
+            refresh = runtime.dirty and config.algorithm not in _CHEAP_ALGORITHMS
+            kept = [] if refresh else list(runtime.buffer)
+            room = config.budget.max_trials - runtime.total
+            n = min(runtime.target - len(kept), room - len(kept))
+            if n <= 0:
+                return
+            history = list(runtime.history)
+            pending = list(runtime.pending_params.values()) + kept
+            version = runtime.space_version
+            runtime.dirty = False
+        started = time.perf_counter()
+        proposals = search.suggest(config, history, pending, n, runtime.rng)
+        elapsed = time.perf_counter() - started
+        valid = [config.space.validate(p) for p in proposals]
+        with runtime.cond:
+            if runtime.space_version != version:
+                return  # the space changed while computing: these are stale
+            if refresh:
+                runtime.buffer = deque(valid)
+            else:
+                runtime.buffer.extend(valid)
+            runtime.cond.notify_all()
+        logger.debug(
+            "suggestions ready study=%s n=%d history=%d seconds=%.3f",
+            runtime.name,
+            len(valid),
+            len(history),
+            elapsed,
+        )
+
+    def _sweep_loop(self) -> None:
+        last_resync = time.monotonic()
+        while not self._stopping.wait(self.sweep_seconds):
+            try:
+                self.sweep()
+                if time.monotonic() - last_resync >= self.resync_seconds:
+                    last_resync = time.monotonic()
+                    for runtime in list(self._studies.values()):
+                        self._resync(runtime)
+            except Exception:  # keep sweeping through a database hiccup
+                logger.exception("lease sweep failed")
+
+
+class _StudyRuntime:
+    """The in-memory mirror of one study.  Guarded by ``cond``."""
+
+    def __init__(self, study: Study) -> None:
+        self.name = study.name
+        self.study_id = study.id
+        self.config = study.config
+        self.state = study.state
+        self.cond = threading.Condition(threading.Lock())
+        self.total = 0
+        self.waiting = 0
+        self.completed = 0
+        self.failed = 0
+        self.stopped = 0
+        self.running: dict[int, tuple[str | None, int]] = {}
+        self.by_worker: dict[str, set[int]] = {}
+        self.pending_params: dict[int, Params] = {}
+        self.history: list[search.Observation] = []
+        self.buffer: deque[Params] = deque()
+        self.dirty = False
+        self.space_version = 0
+        self.last_demand = time.monotonic()
+        self.suggest_failed_at = 0.0
+        seed = study.config.seed
+        self.rng = np.random.default_rng(None if seed is None else [seed, study.id])
+
+    @property
+    def finished(self) -> bool:
+        return self.state is not StudyState.ACTIVE
+
+    @property
+    def target(self) -> int:
+        """How many ready suggestions to keep: many for cheap algorithms, few for model-based."""
+        if self.config.algorithm in _CHEAP_ALGORITHMS:
+            return 32
+        return max(1, min(self.config.budget.parallel_trials, 4))
+
+    @property
+    def low_water(self) -> int:
+        return max(1, self.target // 2)
+
+    def needs_suggestions(self) -> bool:
+        if self.finished or self.total + len(self.buffer) >= self.config.budget.max_trials:
+            return False
+        if time.monotonic() - self.suggest_failed_at < 2.0:
+            return False  # back off after an algorithm error
+        if time.monotonic() - self.last_demand > 300:
+            return False  # nobody asked for a while: don't spend CPU on this study
+        if len(self.buffer) < self.low_water:
+            return True
+        return self.dirty and self.config.algorithm not in _CHEAP_ALGORITHMS
+
+    def add_running(self, trial: Trial) -> None:
+        self.running[trial.number] = (trial.worker_id, trial.attempt)
+        if trial.worker_id:
+            self.by_worker.setdefault(trial.worker_id, set()).add(trial.number)
+
+    def forget_running(self, number: int) -> None:
+        held = self.running.pop(number, None)
+        if held is not None and held[0]:
+            numbers = self.by_worker.get(held[0])
+            if numbers is not None:
+                numbers.discard(number)
+                if not numbers:
+                    del self.by_worker[held[0]]
+
+
+def _finite_metrics(metrics: Mapping[str, float], *, where: str) -> dict[str, float]:
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError(f"{where}: metric names must be non-empty strings")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidArgumentError(f"{where}: metric {name!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InvalidArgumentError(
+                f"{where}: metric {name!r} is {value!r}; report finite numbers only "
+                "(fail the trial instead if training diverged)"
+            )
+        clean[name] = float(value)
+    return clean
+
+
+def _log_trial(trial: Trial, study: str, *, event: str, attempt: int | None = None) -> None:
+    logger.info(
+        "trial %s study=%s number=%d attempt=%d state=%s worker=%s value=%s",
+        event,
+        study,
+        trial.number,
+        trial.attempt if attempt is None else attempt,
+        trial.state.value,
+        trial.worker_id,
+        trial.value,
+    )
+
+
+__all__ = ["AskResult", "AskStatus", "LeaseAnswer", "Oracle"]

@@ -1,0 +1,439 @@
+"""Keras Tuner's ``keras_tuner.Oracle`` gRPC service on top of the oracle.
+
+Stock Keras Tuner workers (``KERASTUNER_TUNER_ID=worker0``, ``KERASTUNER_ORACLE_IP``,
+``KERASTUNER_ORACLE_PORT``) talk to the chief through this servicer.  Keras Tuner sends
+no study name: the chief serves one study here, chosen at start (``--study``).
+
+Mapping:
+- ``tuner_id`` is the worker id; a trial's ``trial_id`` is its number (``"7"``), or
+  ``"7.2"`` for its second attempt, so a late report from a lost attempt is recognised.
+- ``CreateTrial`` holds the call while no trial is ready and answers IDLE only after the
+  hold; STOPPED once the study is finished, which makes the worker exit.
+- ``UpdateTrial`` records a measurement and renews the lease (stock workers call it once,
+  after training, so give Keras Tuner studies a ``lease_seconds`` above a trial's length).
+- ``EndTrial`` with COMPLETED takes the objective from the measurements under the study's
+  ``measurement`` rule; INVALID fails the attempt with a retry, FAILED without.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Iterable, Mapping
+
+import grpc
+
+from hpsearch.errors import FailedPreconditionError, InvalidArgumentError
+from hpsearch.oracle import AskStatus, Oracle
+from hpsearch.protos import keras_tuner_pb2 as kt_pb2
+from hpsearch.protos import keras_tuner_service_pb2 as service_pb2
+from hpsearch.protos import keras_tuner_service_pb2_grpc as service_grpc
+from hpsearch.records import Trial, TrialState
+from hpsearch.service.errors import rpc
+from hpsearch.space import (
+    BooleanParam,
+    CategoricalParam,
+    Condition,
+    DiscreteParam,
+    DoubleParam,
+    FixedParam,
+    Goal,
+    IntegerParam,
+    Parameter,
+    Params,
+    ParamValue,
+    Scale,
+    Space,
+    StudyConfig,
+)
+
+logger = logging.getLogger(__name__)
+
+_TRIAL_ID = re.compile(r"^(\d+)(?:\.(\d+))?$")
+_STATUS = {
+    TrialState.WAITING: kt_pb2.IDLE,
+    TrialState.RUNNING: kt_pb2.RUNNING,
+    TrialState.COMPLETED: kt_pb2.COMPLETED,
+    TrialState.FAILED: kt_pb2.FAILED,
+    TrialState.STOPPED: kt_pb2.STOPPED,
+}
+_SAMPLING_TO_SCALE = {
+    kt_pb2.NONE: Scale.LINEAR,
+    kt_pb2.LINEAR: Scale.LINEAR,
+    kt_pb2.LOG: Scale.LOG,
+    kt_pb2.REVERSE_LOG: Scale.REVERSE_LOG,
+}
+_SCALE_TO_SAMPLING = {
+    Scale.LINEAR: kt_pb2.LINEAR,
+    Scale.LOG: kt_pb2.LOG,
+    Scale.REVERSE_LOG: kt_pb2.REVERSE_LOG,
+}
+
+
+class KerasTunerServicer(service_grpc.OracleServicer):
+    """``keras_tuner.Oracle``: decode, call the oracle, encode."""
+
+    def __init__(self, oracle: Oracle, study: str | None) -> None:
+        self.oracle = oracle
+        self.study = study
+        # Attempts whose objective came in as NaN/inf (Keras Tuner: the trial is invalid).
+        self._non_finite: dict[tuple[int, int], list[str]] = {}
+        self._lock = threading.Lock()
+
+    @rpc
+    def GetSpace(
+        self, request: service_pb2.GetSpaceRequest, context: grpc.ServicerContext
+    ) -> service_pb2.GetSpaceResponse:
+        study = self.oracle.get_study(self._study())
+        return service_pb2.GetSpaceResponse(
+            hyperparameters=hyperparameters_to_proto(study.config.space, {})
+        )
+
+    @rpc
+    def UpdateSpace(
+        self, request: service_pb2.UpdateSpaceRequest, context: grpc.ServicerContext
+    ) -> service_pb2.UpdateSpaceResponse:
+        self.oracle.update_space(self._study(), space_from_proto(request.hyperparameters))
+        return service_pb2.UpdateSpaceResponse()
+
+    @rpc
+    def CreateTrial(
+        self, request: service_pb2.CreateTrialRequest, context: grpc.ServicerContext
+    ) -> service_pb2.CreateTrialResponse:
+        name = self._study()
+        answer = self.oracle.ask(name, request.tuner_id or "tuner0", 1)
+        if answer.status is AskStatus.DONE:
+            return service_pb2.CreateTrialResponse(trial=kt_pb2.Trial(status=kt_pb2.STOPPED))
+        if answer.status is AskStatus.WAIT:
+            return service_pb2.CreateTrialResponse(trial=kt_pb2.Trial(status=kt_pb2.IDLE))
+        config = self.oracle.get_study(name).config
+        return service_pb2.CreateTrialResponse(trial=self._trial_proto(config, answer.trials[0]))
+
+    @rpc
+    def UpdateTrial(
+        self, request: service_pb2.UpdateTrialRequest, context: grpc.ServicerContext
+    ) -> service_pb2.UpdateTrialResponse:
+        name = self._study()
+        number, attempt = parse_trial_id(request.trial_id)
+        config = self.oracle.get_study(name).config
+        metrics, dropped = _split_finite(request.metrics)
+        if dropped:
+            logger.warning(
+                "non-finite metrics dropped study=%s number=%d attempt=%d metrics=%s",
+                name,
+                number,
+                attempt,
+                ",".join(dropped),
+            )
+            if config.metric.name in dropped:
+                with self._lock:
+                    self._non_finite[(number, attempt)] = dropped
+        answer = self.oracle.report(name, number, attempt, max(0, request.step), metrics)
+        proto = self._trial_proto(config, answer.trial)
+        if answer.should_stop:
+            proto.status = kt_pb2.STOPPED
+        return service_pb2.UpdateTrialResponse(trial=proto)
+
+    @rpc
+    def EndTrial(
+        self, request: service_pb2.EndTrialRequest, context: grpc.ServicerContext
+    ) -> service_pb2.EndTrialResponse:
+        name = self._study()
+        sent = request.trial
+        number, attempt = parse_trial_id(sent.trial_id)
+        self._learn_space(name, sent.hyperparameters)
+        with self._lock:
+            non_finite = self._non_finite.pop((number, attempt), None)
+        if sent.status == kt_pb2.COMPLETED and non_finite is None:
+            config = self.oracle.get_study(name).config
+            try:
+                self.oracle.complete(
+                    name, number, attempt, value=_score_of(config, sent), metrics={}
+                )
+            except InvalidArgumentError as error:
+                # The worker did its part; the study metric is missing (e.g. the tuner's
+                # objective differs from the study's).  Keep the worker alive, fail the trial.
+                self.oracle.fail(name, number, attempt, str(error), retry=False)
+        elif sent.status == kt_pb2.COMPLETED:
+            self.oracle.fail(name, number, attempt, f"the objective was not finite ({non_finite})")
+        elif sent.status == kt_pb2.INVALID:
+            self.oracle.fail(name, number, attempt, _message(sent, "invalid"), retry=True)
+        elif sent.status == kt_pb2.FAILED:
+            self.oracle.fail(name, number, attempt, _message(sent, "failed"), retry=False)
+        elif sent.status == kt_pb2.STOPPED:
+            self.oracle.stop_trial(name, number, attempt)
+        else:
+            raise InvalidArgumentError(
+                f"EndTrial for trial {sent.trial_id!r} with status "
+                f"{kt_pb2.TrialStatus.Name(sent.status)}; send COMPLETED, INVALID or FAILED"
+            )
+        return service_pb2.EndTrialResponse()
+
+    @rpc
+    def GetBestTrials(
+        self, request: service_pb2.GetBestTrialsRequest, context: grpc.ServicerContext
+    ) -> service_pb2.GetBestTrialsResponse:
+        name = self._study()
+        config = self.oracle.get_study(name).config
+        count = max(1, min(int(request.num_trials or 1), 1000))
+        trials = self.oracle.best_trials(name, count)
+        return service_pb2.GetBestTrialsResponse(
+            trials=[self._trial_proto(config, t) for t in trials]
+        )
+
+    @rpc
+    def GetTrial(
+        self, request: service_pb2.GetTrialRequest, context: grpc.ServicerContext
+    ) -> service_pb2.GetTrialResponse:
+        name = self._study()
+        number, attempt = parse_trial_id(request.trial_id)
+        config = self.oracle.get_study(name).config
+        trial = self.oracle.get_trial(name, number)
+        proto = self._trial_proto(config, trial, attempt=attempt)
+        return service_pb2.GetTrialResponse(trial=proto)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _study(self) -> str:
+        if not self.study:
+            raise FailedPreconditionError(
+                "this chief serves no Keras Tuner study; start it with --study FILE_OR_NAME"
+            )
+        return self.study
+
+    def _trial_proto(
+        self, config: StudyConfig, trial: Trial, *, attempt: int | None = None
+    ) -> kt_pb2.Trial:
+        attempt = trial.attempt if attempt is None else attempt
+        proto = kt_pb2.Trial(
+            trial_id=trial_id_of(trial.number, max(attempt, 1)),
+            status=_STATUS[trial.state],
+            hyperparameters=hyperparameters_to_proto(config.space, trial.params),
+        )
+        tracker = proto.metrics
+        maximize = config.metric.goal is Goal.MAXIMIZE
+        for record in self.oracle.measurements(config.name, trial.number, attempt):
+            for metric, value in record.metrics.items():
+                history = tracker.metrics[metric]
+                history.maximize = maximize if metric == config.metric.name else False
+                history.observations.add(value=[value], step=record.step)
+        if trial.value is not None and attempt == trial.attempt:
+            proto.score.value = trial.value
+        return proto
+
+    def _learn_space(self, name: str, hyperparameters: kt_pb2.HyperParameters) -> None:
+        """Keras Tuner's chief grows its space from every ended trial; so does this one."""
+        try:
+            space = space_from_proto(hyperparameters)
+        except InvalidArgumentError as error:
+            logger.warning("space in EndTrial ignored study=%s reason=%r", name, str(error))
+            return
+        if len(space):
+            self.oracle.update_space(name, space)
+
+
+# -- conversions --------------------------------------------------------------------------
+def trial_id_of(number: int, attempt: int) -> str:
+    """Keras Tuner's string trial id for a trial attempt: ``"7"``, then ``"7.2"``, ..."""
+    return str(number) if attempt <= 1 else f"{number}.{attempt}"
+
+
+def parse_trial_id(trial_id: str) -> tuple[int, int]:
+    """``(number, attempt)`` from a trial id made by :func:`trial_id_of`."""
+    match = _TRIAL_ID.match(trial_id or "")
+    if match is None:
+        raise InvalidArgumentError(
+            f"trial id {trial_id!r} was not handed out by this chief (expected '7' or '7.2')"
+        )
+    return int(match.group(1)), int(match.group(2) or 1)
+
+
+def hyperparameters_to_proto(
+    space: Space, params: Mapping[str, ParamValue]
+) -> kt_pb2.HyperParameters:
+    """A study space and a trial's values as Keras Tuner's ``HyperParameters`` message."""
+    proto = kt_pb2.HyperParameters()
+    for param in space:
+        _add_parameter(proto.space, param)
+    for name, value in params.items():
+        proto.values.values[name].CopyFrom(_value_proto(value))
+    return proto
+
+
+def space_from_proto(proto: kt_pb2.HyperParameters) -> Space:
+    """Keras Tuner's ``HyperParameters`` message as a declared :class:`Space`."""
+    params: list[Parameter] = []
+    space = proto.space
+    for f in space.float_space:
+        params.append(
+            DoubleParam(
+                f.name,
+                min=f.min_value,
+                max=f.max_value,
+                scale=_SAMPLING_TO_SCALE.get(f.sampling, Scale.LINEAR),
+                step=f.step or None,
+                conditions=_conditions(f.conditions),
+            )
+        )
+    for i in space.int_space:
+        params.append(
+            IntegerParam(
+                i.name,
+                min=i.min_value,
+                max=i.max_value,
+                scale=_SAMPLING_TO_SCALE.get(i.sampling, Scale.LINEAR),
+                step=i.step if i.step > 1 else None,
+                conditions=_conditions(i.conditions),
+            )
+        )
+    for c in space.choice_space:
+        params.append(_choice(c))
+    for b in space.boolean_space:
+        params.append(BooleanParam(b.name, conditions=_conditions(b.conditions)))
+    for x in space.fixed_space:
+        params.append(
+            FixedParam(x.name, value=_value_of(x.value), conditions=_conditions(x.conditions))
+        )
+    return Space(tuple(params))
+
+
+def _add_parameter(space: kt_pb2.HyperParameters.Space, param: Parameter) -> None:
+    conditions = [_condition_proto(c) for c in param.conditions]
+    if isinstance(param, DoubleParam):
+        space.float_space.add(
+            name=param.name,
+            min_value=param.min,
+            max_value=param.max,
+            step=param.step or 0.0,
+            sampling=_SCALE_TO_SAMPLING[param.scale],
+            default=param.min,
+            conditions=conditions,
+        )
+    elif isinstance(param, IntegerParam):
+        space.int_space.add(
+            name=param.name,
+            min_value=param.min,
+            max_value=param.max,
+            step=param.step or 0,
+            sampling=_SCALE_TO_SAMPLING[param.scale],
+            default=param.min,
+            conditions=conditions,
+        )
+    elif isinstance(param, (CategoricalParam, DiscreteParam)):
+        values = [_value_proto(v) for v in param.values]
+        space.choice_space.add(
+            name=param.name,
+            values=values,
+            default=values[0],
+            ordered=isinstance(param, DiscreteParam),
+            conditions=conditions,
+        )
+    elif isinstance(param, BooleanParam):
+        space.boolean_space.add(name=param.name, default=False, conditions=conditions)
+    elif isinstance(param, FixedParam):
+        space.fixed_space.add(
+            name=param.name, value=_value_proto(param.value), conditions=conditions
+        )
+    else:  # pragma: no cover - every kind is listed above
+        raise InvalidArgumentError(
+            f"parameter {param.name!r}: kind {param.kind} has no Keras Tuner form"
+        )
+
+
+def _choice(c: kt_pb2.Choice) -> Parameter:
+    values = [_value_of(v) for v in c.values]
+    conditions = _conditions(c.conditions)
+    if not values:
+        raise InvalidArgumentError(f"Keras Tuner Choice {c.name!r} has no values")
+    if all(isinstance(v, str) for v in values):
+        return CategoricalParam(
+            c.name, values=tuple(str(v) for v in values), conditions=conditions
+        )
+    if all(isinstance(v, bool) for v in values):
+        return BooleanParam(c.name, conditions=conditions)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return DiscreteParam(c.name, values=tuple(values), conditions=conditions)  # type: ignore[arg-type]
+    raise InvalidArgumentError(
+        f"Keras Tuner Choice {c.name!r} mixes value types {values!r}; use one type"
+    )
+
+
+def _conditions(protos: Iterable[kt_pb2.Condition]) -> tuple[Condition, ...]:
+    result = []
+    for proto in protos:
+        if proto.WhichOneof("kind") != "parent":
+            raise InvalidArgumentError("Keras Tuner condition without a parent is not supported")
+        result.append(
+            Condition(proto.parent.name, tuple(_value_of(v) for v in proto.parent.values))
+        )
+    return tuple(result)
+
+
+def _condition_proto(condition: Condition) -> kt_pb2.Condition:
+    return kt_pb2.Condition(
+        parent=kt_pb2.Condition.Parent(
+            name=condition.parent, values=[_value_proto(v) for v in condition.values]
+        )
+    )
+
+
+def _value_proto(value: ParamValue) -> kt_pb2.Value:
+    if isinstance(value, bool):
+        return kt_pb2.Value(boolean_value=value)
+    if isinstance(value, int):
+        return kt_pb2.Value(int_value=value)
+    if isinstance(value, float):
+        return kt_pb2.Value(float_value=value)
+    return kt_pb2.Value(string_value=str(value))
+
+
+def _value_of(proto: kt_pb2.Value) -> ParamValue:
+    kind = proto.WhichOneof("kind")
+    if kind is None:
+        raise InvalidArgumentError("a Keras Tuner Value with no kind set")
+    value: ParamValue = getattr(proto, kind)
+    return value
+
+
+def _split_finite(metrics: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    finite: dict[str, float] = {}
+    dropped: list[str] = []
+    for name, value in metrics.items():
+        if math.isfinite(value):
+            finite[name] = value
+        else:
+            dropped.append(name)
+    return finite, sorted(dropped)
+
+
+def _score_of(config: StudyConfig, trial: kt_pb2.Trial) -> float | None:
+    """The objective a worker sent with EndTrial, if any (stock workers send none)."""
+    if trial.HasField("score") and math.isfinite(trial.score.value):
+        return float(trial.score.value)
+    history = trial.metrics.metrics.get(config.metric.name)
+    if history is None:
+        return None
+    values = [v for obs in history.observations for v in obs.value if math.isfinite(v)]
+    if not values:
+        return None
+    return max(values) if config.metric.goal is Goal.MAXIMIZE else min(values)
+
+
+def _message(trial: kt_pb2.Trial, default: str) -> str:
+    return f"Keras Tuner worker reported the trial {default}"
+
+
+def params_of(proto: kt_pb2.HyperParameters) -> Params:
+    """The values of a ``HyperParameters`` message as plain params."""
+    return {name: _value_of(value) for name, value in proto.values.values.items()}
+
+
+__all__ = [
+    "KerasTunerServicer",
+    "hyperparameters_to_proto",
+    "params_of",
+    "parse_trial_id",
+    "space_from_proto",
+    "trial_id_of",
+]

@@ -1,0 +1,291 @@
+"""hpsearch's own gRPC API, ``hpsearch.v1.StudyService``: decode, call the oracle, encode."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+
+import grpc
+
+from hpsearch.errors import InvalidArgumentError
+from hpsearch.oracle import AskStatus, Oracle
+from hpsearch.protos import study_service_pb2 as pb2
+from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
+from hpsearch.records import Study, StudyState, StudySummary, Trial, TrialState
+from hpsearch.service.errors import rpc
+from hpsearch.space import ParamValue, StudyConfig, loads_study
+
+MAX_METRICS = 256
+MAX_LIST = 10_000
+
+TRIAL_STATE_TO_PROTO = {
+    TrialState.WAITING: pb2.TRIAL_STATE_WAITING,
+    TrialState.RUNNING: pb2.TRIAL_STATE_RUNNING,
+    TrialState.COMPLETED: pb2.TRIAL_STATE_COMPLETED,
+    TrialState.FAILED: pb2.TRIAL_STATE_FAILED,
+    TrialState.STOPPED: pb2.TRIAL_STATE_STOPPED,
+}
+TRIAL_STATE_FROM_PROTO = {v: k for k, v in TRIAL_STATE_TO_PROTO.items()}
+STUDY_STATE_TO_PROTO = {
+    StudyState.ACTIVE: pb2.STUDY_STATE_ACTIVE,
+    StudyState.COMPLETED: pb2.STUDY_STATE_COMPLETED,
+    StudyState.STOPPED: pb2.STUDY_STATE_STOPPED,
+}
+STUDY_STATE_FROM_PROTO = {v: k for k, v in STUDY_STATE_TO_PROTO.items()}
+_ASK_STATUS = {
+    AskStatus.TRIALS: pb2.SuggestTrialsResponse.TRIALS,
+    AskStatus.WAIT: pb2.SuggestTrialsResponse.WAIT,
+    AskStatus.DONE: pb2.SuggestTrialsResponse.DONE,
+}
+
+
+class StudyServicer(pb2_grpc.StudyServiceServicer):
+    """``hpsearch.v1.StudyService`` over an :class:`~hpsearch.oracle.Oracle`."""
+
+    def __init__(self, oracle: Oracle) -> None:
+        self.oracle = oracle
+
+    @rpc
+    def CreateStudy(
+        self, request: pb2.CreateStudyRequest, context: grpc.ServicerContext
+    ) -> pb2.Study:
+        fmt = (request.format or "yaml").lower()
+        if fmt not in ("yaml", "json"):
+            raise InvalidArgumentError(f"format must be yaml or json, got {request.format!r}")
+        config = loads_study(request.config, fmt=fmt, source="the CreateStudy request")
+        study = self.oracle.create_study(config, exist_ok=request.exist_ok)
+        return study_to_proto(study)
+
+    @rpc
+    def GetStudy(self, request: pb2.GetStudyRequest, context: grpc.ServicerContext) -> pb2.Study:
+        name = _required(request.name, "name")
+        for summary in self.oracle.list_studies():
+            if summary.study.name == name:
+                return study_to_proto(summary.study, summary)
+        return study_to_proto(self.oracle.get_study(name))  # NOT_FOUND
+
+    @rpc
+    def ListStudies(
+        self, request: pb2.ListStudiesRequest, context: grpc.ServicerContext
+    ) -> pb2.ListStudiesResponse:
+        return pb2.ListStudiesResponse(
+            studies=[study_to_proto(s.study, s) for s in self.oracle.list_studies()]
+        )
+
+    @rpc
+    def SuggestTrials(
+        self, request: pb2.SuggestTrialsRequest, context: grpc.ServicerContext
+    ) -> pb2.SuggestTrialsResponse:
+        study = _required(request.study, "study")
+        worker = _required(request.worker_id, "worker_id")
+        wait = request.wait_seconds if request.wait_seconds > 0 else None
+        remaining = context.time_remaining()
+        if remaining is not None:  # answer before the caller's deadline
+            wait = min(wait if wait is not None else self.oracle.hold_seconds, remaining * 0.8)
+        answer = self.oracle.ask(study, worker, max(1, request.count), wait=wait)
+        return pb2.SuggestTrialsResponse(
+            status=_ASK_STATUS[answer.status],
+            trials=[trial_to_proto(study, t) for t in answer.trials],
+            lease_seconds=answer.lease_seconds,
+        )
+
+    @rpc
+    def Heartbeat(
+        self, request: pb2.HeartbeatRequest, context: grpc.ServicerContext
+    ) -> pb2.HeartbeatResponse:
+        study = _required(request.study, "study")
+        answer = self.oracle.heartbeat(study, request.number, request.attempt)
+        return pb2.HeartbeatResponse(
+            should_stop=answer.should_stop,
+            lease_expires_at=answer.trial.lease_expires_at or 0.0,
+            reason=answer.reason,
+        )
+
+    @rpc
+    def ReportMeasurement(
+        self, request: pb2.ReportMeasurementRequest, context: grpc.ServicerContext
+    ) -> pb2.ReportMeasurementResponse:
+        study = _required(request.study, "study")
+        metrics = _metrics(request.metrics)
+        answer = self.oracle.report(study, request.number, request.attempt, request.step, metrics)
+        return pb2.ReportMeasurementResponse(
+            should_stop=answer.should_stop,
+            lease_expires_at=answer.trial.lease_expires_at or 0.0,
+            reason=answer.reason,
+        )
+
+    @rpc
+    def CompleteTrial(
+        self, request: pb2.CompleteTrialRequest, context: grpc.ServicerContext
+    ) -> pb2.Trial:
+        study = _required(request.study, "study")
+        metrics = _metrics(request.metrics)
+        value = request.value if request.HasField("value") else None
+        state = request.state or pb2.TRIAL_STATE_COMPLETED
+        if state == pb2.TRIAL_STATE_COMPLETED:
+            trial = self.oracle.complete(
+                study, request.number, request.attempt, value=value, metrics=metrics
+            )
+        elif state == pb2.TRIAL_STATE_FAILED:
+            trial = self.oracle.fail(
+                study,
+                request.number,
+                request.attempt,
+                request.failure_message,
+                retry=request.retry,
+            )
+        elif state == pb2.TRIAL_STATE_STOPPED:
+            trial = self.oracle.stop_trial(study, request.number, request.attempt, value=value)
+        else:
+            raise InvalidArgumentError(
+                "state must be TRIAL_STATE_COMPLETED, TRIAL_STATE_FAILED or TRIAL_STATE_STOPPED, "
+                f"got {pb2.TrialState.Name(state)}"
+            )
+        return trial_to_proto(study, trial)
+
+    @rpc
+    def GetBestTrials(
+        self, request: pb2.GetBestTrialsRequest, context: grpc.ServicerContext
+    ) -> pb2.TrialList:
+        study = _required(request.study, "study")
+        count = max(1, min(request.count or 1, MAX_LIST))
+        return pb2.TrialList(
+            trials=[trial_to_proto(study, t) for t in self.oracle.best_trials(study, count)]
+        )
+
+    @rpc
+    def GetTrial(self, request: pb2.GetTrialRequest, context: grpc.ServicerContext) -> pb2.Trial:
+        study = _required(request.study, "study")
+        return trial_to_proto(study, self.oracle.get_trial(study, request.number))
+
+    @rpc
+    def ListTrials(
+        self, request: pb2.ListTrialsRequest, context: grpc.ServicerContext
+    ) -> pb2.TrialList:
+        study = _required(request.study, "study")
+        states = [TRIAL_STATE_FROM_PROTO[s] for s in request.states if s in TRIAL_STATE_FROM_PROTO]
+        if request.offset < 0 or request.limit < 0:
+            raise InvalidArgumentError("offset and limit must be >= 0")
+        limit = min(request.limit or MAX_LIST, MAX_LIST)
+        trials = self.oracle.list_trials(
+            study, states=states or None, offset=request.offset, limit=limit
+        )
+        return pb2.TrialList(trials=[trial_to_proto(study, t) for t in trials])
+
+
+# -- conversions (shared with the client) -----------------------------------------------------
+def study_to_proto(study: Study, summary: StudySummary | None = None) -> pb2.Study:
+    proto = pb2.Study(
+        name=study.name,
+        config_json=json.dumps(study.config.to_dict()),
+        state=STUDY_STATE_TO_PROTO[study.state],
+        created_at=study.created_at,
+        updated_at=study.updated_at,
+    )
+    if summary is not None:
+        for state, count in summary.counts.items():
+            proto.trial_counts[state.value] = count
+        if summary.best_value is not None:
+            proto.best_value = summary.best_value
+    return proto
+
+
+def study_from_proto(proto: pb2.Study) -> Study:
+    return Study(
+        id=0,
+        name=proto.name,
+        config=StudyConfig.from_dict(json.loads(proto.config_json)),
+        state=STUDY_STATE_FROM_PROTO.get(proto.state, StudyState.ACTIVE),
+        created_at=proto.created_at,
+        updated_at=proto.updated_at,
+    )
+
+
+def trial_to_proto(study: str, trial: Trial) -> pb2.Trial:
+    proto = pb2.Trial(
+        study=study,
+        study_id=trial.study_id,
+        number=trial.number,
+        state=TRIAL_STATE_TO_PROTO[trial.state],
+        attempt=trial.attempt,
+        worker_id=trial.worker_id or "",
+        lease_expires_at=trial.lease_expires_at or 0.0,
+        metrics=dict(trial.metrics),
+        failure_message=trial.failure_message or "",
+        created_at=trial.created_at,
+        started_at=trial.started_at or 0.0,
+        completed_at=trial.completed_at or 0.0,
+    )
+    for name, value in trial.params.items():
+        proto.params[name].CopyFrom(value_to_proto(value))
+    if trial.value is not None:
+        proto.value = trial.value
+    return proto
+
+
+def trial_from_proto(proto: pb2.Trial) -> Trial:
+    return Trial(
+        study_id=proto.study_id,
+        number=proto.number,
+        state=TRIAL_STATE_FROM_PROTO.get(proto.state, TrialState.WAITING),
+        params={name: value_from_proto(v) for name, v in proto.params.items()},
+        attempt=proto.attempt,
+        worker_id=proto.worker_id or None,
+        lease_expires_at=proto.lease_expires_at or None,
+        value=proto.value if proto.HasField("value") else None,
+        metrics=dict(proto.metrics),
+        failure_message=proto.failure_message or None,
+        created_at=proto.created_at,
+        started_at=proto.started_at or None,
+        completed_at=proto.completed_at or None,
+    )
+
+
+def value_to_proto(value: ParamValue) -> pb2.Value:
+    if isinstance(value, bool):
+        return pb2.Value(bool_value=value)
+    if isinstance(value, int):
+        return pb2.Value(int_value=value)
+    if isinstance(value, float):
+        return pb2.Value(double_value=value)
+    return pb2.Value(string_value=str(value))
+
+
+def value_from_proto(proto: pb2.Value) -> ParamValue:
+    kind = proto.WhichOneof("kind")
+    if kind is None:
+        raise InvalidArgumentError("a parameter Value with no kind set")
+    value: ParamValue = getattr(proto, kind)
+    return value
+
+
+def _required(value: str, what: str) -> str:
+    if not value:
+        raise InvalidArgumentError(f"{what} is required")
+    return value
+
+
+def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    if len(metrics) > MAX_METRICS:
+        raise InvalidArgumentError(
+            f"{len(metrics)} metrics in one report; send at most {MAX_METRICS}"
+        )
+    for name, value in metrics.items():
+        if not math.isfinite(value):
+            raise InvalidArgumentError(
+                f"metric {name!r} is {value!r}; report finite numbers only "
+                "(fail the trial instead if training diverged)"
+            )
+    return dict(metrics)
+
+
+__all__ = [
+    "StudyServicer",
+    "study_from_proto",
+    "study_to_proto",
+    "trial_from_proto",
+    "trial_to_proto",
+    "value_from_proto",
+    "value_to_proto",
+]
