@@ -44,6 +44,23 @@ ALGORITHMS = ("bayesian", "random", "grid", "tpe", "cmaes")
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
+class _StudyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus YAML 1.2 floats such as ``1e-4``.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-4``) and ``1e-4`` is a
+    string; people write ``1e-4`` for learning rates all the time.
+    """
+
+
+class _StudyDumper(yaml.SafeDumper):
+    """Quotes the strings :class:`_StudyLoader` would read back as floats (``'1e-4'``)."""
+
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+for _cls in (_StudyLoader, _StudyDumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
 class Goal(str, Enum):
     MAXIMIZE = "maximize"
     MINIMIZE = "minimize"
@@ -60,6 +77,18 @@ class Measurement(str, Enum):
 class Metric:
     name: str
     goal: Goal = Goal.MAXIMIZE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidArgumentError(
+                f"metric name must be a non-empty string such as val_accuracy, got {self.name!r}"
+            )
+        try:
+            object.__setattr__(self, "goal", Goal(self.goal))
+        except ValueError:
+            raise InvalidArgumentError(
+                f"metric goal must be maximize or minimize, got {self.goal!r}"
+            ) from None
 
     def better(self, a: float, b: float) -> bool:
         """Whether value ``a`` is strictly better than ``b`` under this goal."""
@@ -100,6 +129,12 @@ class EarlyStopping:
             raise InvalidArgumentError(
                 f"early_stopping.rule must be none or median, got {self.rule!r}"
             )
+        for name in ("min_trials", "min_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(
+                    f"early_stopping.{name} must be an integer >= 1, got {value!r}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +161,22 @@ class StudyConfig:
             raise InvalidArgumentError(
                 f"algorithm {self.algorithm!r} is unknown; use one of {', '.join(ALGORITHMS)}"
             )
-        if not (isinstance(self.lease_seconds, (int, float)) and 1 <= self.lease_seconds <= 86400):
+        if not (
+            isinstance(self.lease_seconds, (int, float))
+            and not isinstance(self.lease_seconds, bool)
+            and 1 <= self.lease_seconds <= 86400
+        ):
             raise InvalidArgumentError(
                 f"lease_seconds must be between 1 and 86400, got {self.lease_seconds!r}"
             )
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
+        ):
+            raise InvalidArgumentError(
+                f"seed must be an integer >= 0 or left out, got {self.seed!r}"
+            )
+        if not isinstance(self.space, Space):
+            raise InvalidArgumentError(f"space must be a Space, got {self.space!r}")
 
     def with_space(self, space: Space) -> StudyConfig:
         return replace(self, space=space)
@@ -164,7 +211,8 @@ class StudyConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> StudyConfig:
         if not isinstance(data, Mapping):
             raise InvalidArgumentError(
-                f"a study file holds a mapping (name, metric, parameters, ...), got {type(data).__name__}"
+                "a study file holds a mapping (name, metric, parameters, ...), "
+                f"got {type(data).__name__}"
             )
         known = {
             "name",
@@ -210,6 +258,16 @@ class StudyConfig:
             early = {"rule": early}
         if not isinstance(early, Mapping):
             raise InvalidArgumentError("early_stopping must be a rule name or a mapping")
+        early_known = {"rule", "min_trials", "min_steps"}
+        extra = sorted(set(early) - early_known)
+        if extra:
+            raise InvalidArgumentError(
+                f"unknown early_stopping key(s) {extra}; known: {sorted(early_known)}"
+            )
+        early_args: dict[str, Any] = {
+            str(k): str(v).lower() if k == "rule" else _maybe_int(v, f"early_stopping.{k}")
+            for k, v in early.items()
+        }
         seed = data.get("seed")
         return cls(
             name=str(data["name"]),
@@ -221,7 +279,7 @@ class StudyConfig:
             lease_seconds=float(
                 _number_or_raise(data.get("lease_seconds", 60.0), "lease_seconds")
             ),
-            early_stopping=EarlyStopping(**{k: early[k] for k in early}),
+            early_stopping=EarlyStopping(**early_args),
             seed=None if seed is None else _maybe_int(seed, "seed"),
         )
 
@@ -255,20 +313,21 @@ def _number_or_raise(value: Any, where: str) -> float:
 
 
 def _maybe_int(value: Any, where: str) -> Any:
+    """An integral number or numeric string as an int; anything else unchanged (checked later)."""
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, str):
+    if isinstance(value, (str, float)):
         number = _number_or_raise(value, where)
         return int(number) if number == int(number) else value
     return value
 
 
 _PARAM_KEYS = {
-    "double": {"type", "min", "max", "scale", "step", "when"},
-    "integer": {"type", "min", "max", "scale", "step", "when"},
-    "categorical": {"type", "values", "when"},
-    "discrete": {"type", "values", "when"},
-    "boolean": {"type", "when"},
+    "double": {"type", "min", "max", "scale", "step", "default", "when"},
+    "integer": {"type", "min", "max", "scale", "step", "default", "when"},
+    "categorical": {"type", "values", "default", "when"},
+    "discrete": {"type", "values", "ordered", "default", "when"},
+    "boolean": {"type", "default", "when"},
     "fixed": {"type", "value", "when"},
 }
 _TYPE_ALIASES = {"float": "double", "int": "integer", "choice": "categorical", "bool": "boolean"}
@@ -296,6 +355,7 @@ def parameter_from_dict(name: str, spec: Any) -> Parameter:
         )
     conditions = _conditions(name, spec.get("when"))
     where = f"parameter {name!r}"
+    default = spec.get("default")
     for key in ("min", "max"):
         if kind in ("double", "integer") and key not in spec:
             raise InvalidArgumentError(f"{where}: {kind} needs {key}")
@@ -309,6 +369,7 @@ def parameter_from_dict(name: str, spec: Any) -> Parameter:
             if spec.get("step") is None
             else _number_or_raise(spec["step"], f"{where} step"),
             conditions=conditions,
+            default=default,
         )
     if kind == "integer":
         scale = Scale.parse(spec.get("scale"), where=where)
@@ -319,6 +380,7 @@ def parameter_from_dict(name: str, spec: Any) -> Parameter:
             scale=scale,
             step=spec.get("step"),
             conditions=conditions,
+            default=default,
         )
     if kind in ("categorical", "discrete"):
         values = spec.get("values")
@@ -327,16 +389,24 @@ def parameter_from_dict(name: str, spec: Any) -> Parameter:
                 f"{where}: {kind} needs a list of values, e.g. values: [a, b]"
             )
         if kind == "categorical":
-            return CategoricalParam(name, values=tuple(values), conditions=conditions)
-        return DiscreteParam(name, values=tuple(values), conditions=conditions)
+            return CategoricalParam(
+                name, values=tuple(values), conditions=conditions, default=default
+            )
+        ordered = spec.get("ordered", True)
+        if not isinstance(ordered, bool):
+            raise InvalidArgumentError(f"{where}: ordered must be true or false, got {ordered!r}")
+        return DiscreteParam(
+            name, values=tuple(values), ordered=ordered, conditions=conditions, default=default
+        )
     if kind == "boolean":
-        return BooleanParam(name, conditions=conditions)
+        return BooleanParam(name, conditions=conditions, default=default)
     if "value" not in spec:
         raise InvalidArgumentError(f"{where}: fixed needs a value, e.g. value: 32")
     return FixedParam(name, value=spec["value"], conditions=conditions)
 
 
 def parameter_to_dict(param: Parameter) -> dict[str, Any]:
+    """The study-file spec of a parameter; ``parameter_from_dict(name, spec) == param``."""
     data: dict[str, Any] = {"type": param.kind}
     if isinstance(param, (DoubleParam, IntegerParam)):
         data["min"], data["max"] = param.min, param.max
@@ -346,8 +416,12 @@ def parameter_to_dict(param: Parameter) -> dict[str, Any]:
             data["step"] = param.step
     elif isinstance(param, (CategoricalParam, DiscreteParam)):
         data["values"] = list(param.values)
+        if isinstance(param, DiscreteParam) and not param.ordered:
+            data["ordered"] = False
     elif isinstance(param, FixedParam):
         data["value"] = param.value
+    if param.default is not None:
+        data["default"] = param.default
     if param.conditions:
         data["when"] = {c.parent: list(c.values) for c in param.conditions}
     return data
@@ -358,7 +432,8 @@ def _conditions(name: str, when: Any) -> tuple[Condition, ...]:
         return ()
     if not isinstance(when, Mapping) or not when:
         raise InvalidArgumentError(
-            f"parameter {name!r}: when must map a parent to its values, e.g. when: {{optimizer: [sgd]}}"
+            f"parameter {name!r}: when must map a parent to its values, "
+            "e.g. when: {optimizer: [sgd]}"
         )
     conditions = []
     for parent, values in when.items():
@@ -390,8 +465,11 @@ def load_study(path: str | Path) -> StudyConfig:
 
 
 def loads_study(text: str, *, fmt: str = "yaml", source: str = "<string>") -> StudyConfig:
+    """Parse a study file's text (``fmt`` is ``yaml`` or ``json``); errors name ``source``."""
+    if fmt not in ("yaml", "json"):
+        raise InvalidArgumentError(f"unknown study file format {fmt!r}; use yaml or json")
     try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        data = json.loads(text) if fmt == "json" else yaml.load(text, Loader=_StudyLoader)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise InvalidArgumentError(f"{source} is not valid {fmt.upper()}: {exc}") from None
     try:
@@ -401,12 +479,21 @@ def loads_study(text: str, *, fmt: str = "yaml", source: str = "<string>") -> St
 
 
 def dumps_study(config: StudyConfig, *, fmt: str = "yaml") -> str:
+    """The study file text of ``config``; ``loads_study(dumps_study(c, fmt=f), fmt=f) == c``."""
     data = config.to_dict()
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    if fmt != "yaml":
+        raise InvalidArgumentError(f"unknown study file format {fmt!r}; use yaml or json")
+    return yaml.dump(
+        data, Dumper=_StudyDumper, sort_keys=False, default_flow_style=None, allow_unicode=True
+    )
 
 
 def dump_study(config: StudyConfig, path: str | Path) -> None:
+    """Write ``config`` as YAML, or as JSON when ``path`` ends in ``.json``."""
     path = Path(path)
-    path.write_text(dumps_study(config, fmt="json" if path.suffix.lower() == ".json" else "yaml"))
+    path.write_text(
+        dumps_study(config, fmt="json" if path.suffix.lower() == ".json" else "yaml"),
+        encoding="utf-8",
+    )
