@@ -1,0 +1,125 @@
+"""trials/keras_tuner_mnist.py: a stock Keras Tuner search, alone and driven by env vars."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.tf,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("tensorflow") is None
+        or importlib.util.find_spec("keras_tuner") is None,
+        reason="needs TensorFlow and Keras Tuner (the tf extra)",
+    ),
+]
+
+SCRIPT = Path(__file__).resolve().parents[2] / "trials" / "keras_tuner_mnist.py"
+HYPERPARAMETERS = {"learning_rate", "n_hidden", "n_neurons", "optimizer"}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any distributed-tuning variables, plus extra."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KERASTUNER_", "CLOUD_ML_", "AIP_", "HPSEARCH_"))
+    }
+    return {**env, "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+
+
+def finished_trials(project_dir: Path) -> list[dict[str, object]]:
+    return [json.loads(p.read_text()) for p in sorted(project_dir.glob("trial_*/trial.json"))]
+
+
+def check_trial(trial: dict[str, object]) -> None:
+    """A completed trial with the hypermodel's parameters; momentum only under SGD."""
+    assert trial["status"] == "COMPLETED"
+    values = trial["hyperparameters"]["values"]  # type: ignore[index]
+    assert set(values) - {"momentum"} == HYPERPARAMETERS
+    assert ("momentum" in values) == (values["optimizer"] == "sgd")
+    assert 1e-4 <= values["learning_rate"] <= 1e-1
+    assert 0 <= values["n_hidden"] <= 10 and 1 <= values["n_neurons"] <= 300
+    accuracy = trial["metrics"]["metrics"]["val_accuracy"]["observations"]  # type: ignore[index]
+    assert 0.0 <= accuracy[0]["value"][0] <= 1.0
+
+
+def test_standalone_search_runs_the_requested_trials(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--dataset=digits",
+            "--tuner=bayesian",
+            "--max_trials=2",
+            "--epochs=1",
+            f"--directory={tmp_path}",
+            "--project_name=digits_mlp",
+        ],
+        env=clean_env(HPSEARCH_CPU_REPLICAS="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "replicas=2" in proc.stderr
+    assert "best hyperparameters=" in proc.stderr
+    trials = finished_trials(tmp_path / "digits_mlp")
+    assert len(trials) == 2
+    for trial in trials:
+        check_trial(trial)
+
+
+def test_worker_is_driven_by_keras_tuner_environment_variables(tmp_path: Path) -> None:
+    # Keras Tuner's own chief stands in for any server of the keras_tuner.Oracle service:
+    # the worker process gets nothing but the KERASTUNER_* variables to find it.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    flags = [
+        sys.executable,
+        str(SCRIPT),
+        "--dataset=digits",
+        "--tuner=random",
+        "--max_trials=2",
+        "--epochs=1",
+        "--project_name=digits_mlp",
+    ]
+    oracle = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    chief = subprocess.Popen(
+        [*flags, f"--directory={tmp_path / 'chief'}"],
+        env=clean_env(KERASTUNER_TUNER_ID="chief", **oracle),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        worker = subprocess.run(
+            [*flags, f"--directory={tmp_path / 'worker'}"],
+            env=clean_env(KERASTUNER_TUNER_ID="tuner0", **oracle),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        chief_out, _ = chief.communicate(timeout=120)
+    finally:
+        if chief.poll() is None:
+            chief.kill()
+            chief.wait()
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert "tuner_id=tuner0 oracle=127.0.0.1:" + port in worker.stderr
+    assert chief.returncode == 0, chief_out[-3000:]
+    # The worker trained both trials; the chief's oracle recorded them.
+    assert "best hyperparameters=" in worker.stderr
+    trials = finished_trials(tmp_path / "chief" / "digits_mlp")
+    assert len(trials) == 2
+    for trial in trials:
+        check_trial(trial)
