@@ -273,6 +273,7 @@ def space_from_proto(proto: kt_pb2.HyperParameters) -> Space:
                 max=f.max_value,
                 scale=_SAMPLING_TO_SCALE.get(f.sampling, Scale.LINEAR),
                 step=f.step or None,
+                default=f.default,
                 conditions=_conditions(f.conditions),
             )
         )
@@ -284,13 +285,16 @@ def space_from_proto(proto: kt_pb2.HyperParameters) -> Space:
                 max=i.max_value,
                 scale=_SAMPLING_TO_SCALE.get(i.sampling, Scale.LINEAR),
                 step=i.step if i.step > 1 else None,
+                default=i.default,
                 conditions=_conditions(i.conditions),
             )
         )
     for c in space.choice_space:
         params.append(_choice(c))
     for b in space.boolean_space:
-        params.append(BooleanParam(b.name, conditions=_conditions(b.conditions)))
+        params.append(
+            BooleanParam(b.name, default=b.default or None, conditions=_conditions(b.conditions))
+        )
     for x in space.fixed_space:
         params.append(
             FixedParam(x.name, value=_value_of(x.value), conditions=_conditions(x.conditions))
@@ -307,7 +311,7 @@ def _add_parameter(space: kt_pb2.HyperParameters.Space, param: Parameter) -> Non
             max_value=param.max,
             step=param.step or 0.0,
             sampling=_SCALE_TO_SAMPLING[param.scale],
-            default=param.min,
+            default=float(param.effective_default),
             conditions=conditions,
         )
     elif isinstance(param, IntegerParam):
@@ -317,7 +321,7 @@ def _add_parameter(space: kt_pb2.HyperParameters.Space, param: Parameter) -> Non
             max_value=param.max,
             step=param.step or 0,
             sampling=_SCALE_TO_SAMPLING[param.scale],
-            default=param.min,
+            default=int(param.effective_default),
             conditions=conditions,
         )
     elif isinstance(param, (CategoricalParam, DiscreteParam)):
@@ -325,12 +329,14 @@ def _add_parameter(space: kt_pb2.HyperParameters.Space, param: Parameter) -> Non
         space.choice_space.add(
             name=param.name,
             values=values,
-            default=values[0],
-            ordered=isinstance(param, DiscreteParam),
+            default=_value_proto(param.effective_default),
+            ordered=isinstance(param, DiscreteParam) and param.ordered,
             conditions=conditions,
         )
     elif isinstance(param, BooleanParam):
-        space.boolean_space.add(name=param.name, default=False, conditions=conditions)
+        space.boolean_space.add(
+            name=param.name, default=bool(param.effective_default), conditions=conditions
+        )
     elif isinstance(param, FixedParam):
         space.fixed_space.add(
             name=param.name, value=_value_proto(param.value), conditions=conditions
@@ -344,16 +350,23 @@ def _add_parameter(space: kt_pb2.HyperParameters.Space, param: Parameter) -> Non
 def _choice(c: kt_pb2.Choice) -> Parameter:
     values = [_value_of(v) for v in c.values]
     conditions = _conditions(c.conditions)
+    default = _value_of(c.default) if c.default.WhichOneof("kind") else None
     if not values:
         raise InvalidArgumentError(f"Keras Tuner Choice {c.name!r} has no values")
     if all(isinstance(v, str) for v in values):
         return CategoricalParam(
-            c.name, values=tuple(str(v) for v in values), conditions=conditions
+            c.name, values=tuple(str(v) for v in values), default=default, conditions=conditions
         )
     if all(isinstance(v, bool) for v in values):
-        return BooleanParam(c.name, conditions=conditions)
+        return BooleanParam(c.name, default=default, conditions=conditions)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return DiscreteParam(c.name, values=tuple(values), conditions=conditions)  # type: ignore[arg-type]
+        return DiscreteParam(
+            c.name,
+            values=tuple(values),  # type: ignore[arg-type]
+            ordered=c.ordered,
+            default=default,
+            conditions=conditions,
+        )
     raise InvalidArgumentError(
         f"Keras Tuner Choice {c.name!r} mixes value types {values!r}; use one type"
     )

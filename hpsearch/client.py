@@ -1,0 +1,246 @@
+"""Python client of the chief's ``hpsearch.v1`` API.
+
+::
+
+    from hpsearch.client import Client
+
+    with Client("chief:8000") as client:
+        while trials := client.ask("mnist-mlp", worker_id="gpu-box-1"):
+            trial = trials[0]
+            ...  # train, calling client.heartbeat(...) / client.report(...) as it goes
+            client.tell("mnist-mlp", trial.number, trial.attempt, value=0.97)
+
+Every call has a deadline.  UNAVAILABLE and DEADLINE_EXCEEDED are retried with
+exponential backoff (with jitter) for up to ``retry_seconds``, so workers ride out a chief
+restart.  Other failures raise the matching :mod:`hpsearch.errors` class.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from hpsearch.errors import InvalidArgumentError
+from hpsearch.protos import study_service_pb2 as pb2
+from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
+from hpsearch.records import Study, Trial, TrialState
+from hpsearch.service import MAX_RECEIVE_BYTES, MAX_SEND_BYTES
+from hpsearch.service.errors import error_from_rpc
+from hpsearch.service.study_service import (
+    TRIAL_STATE_TO_PROTO,
+    study_from_proto,
+    trial_from_proto,
+)
+from hpsearch.space import StudyConfig, dumps_study
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseStatus:
+    """The chief's answer to a heartbeat or a measurement."""
+
+    should_stop: bool
+    lease_expires_at: float
+    reason: str = ""
+
+
+class Client:
+    """A connection to a chief.  Thread-safe; one per process is enough."""
+
+    def __init__(
+        self,
+        address: str = "127.0.0.1:8000",
+        *,
+        timeout: float = 10.0,
+        wait_seconds: float = 5.0,
+        retry_seconds: float = 300.0,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.wait_seconds = wait_seconds
+        self.retry_seconds = retry_seconds
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_SEND_BYTES),
+                ("grpc.max_send_message_length", MAX_RECEIVE_BYTES),
+            ],
+        )
+        self._stub = pb2_grpc.StudyServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- studies ----------------------------------------------------------------------------
+    def create_study(self, config: StudyConfig | str | Path, *, exist_ok: bool = False) -> Study:
+        """Create a study from a :class:`StudyConfig`, a study file path or YAML/JSON text."""
+        if isinstance(config, StudyConfig):
+            text, fmt = dumps_study(config, fmt="json"), "json"
+        elif isinstance(config, Path) or (
+            isinstance(config, str) and "\n" not in config and Path(config).is_file()
+        ):
+            path = Path(config)
+            text = path.read_text(encoding="utf-8")
+            fmt = "json" if path.suffix.lower() == ".json" else "yaml"
+        else:
+            text, fmt = str(config), "yaml"
+        request = pb2.CreateStudyRequest(config=text, format=fmt, exist_ok=exist_ok)
+        return study_from_proto(self._call(self._stub.CreateStudy, request))
+
+    def get_study(self, name: str) -> Study:
+        return study_from_proto(self._call(self._stub.GetStudy, pb2.GetStudyRequest(name=name)))
+
+    def list_studies(self) -> list[Study]:
+        response = self._call(self._stub.ListStudies, pb2.ListStudiesRequest())
+        return [study_from_proto(s) for s in response.studies]
+
+    # -- the worker's loop ------------------------------------------------------------------
+    def ask(
+        self,
+        study: str,
+        worker_id: str,
+        count: int = 1,
+        *,
+        timeout: float | None = None,
+    ) -> list[Trial]:
+        """Trials to run; an empty list once the study is finished.
+
+        Waits (the chief holds each call up to ``wait_seconds``) while the study has no
+        trial ready, for at most ``timeout`` seconds in all (None: until one is ready).
+        Raises TimeoutError when ``timeout`` passes first.
+        """
+        give_up = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = self.wait_seconds
+            if give_up is not None:
+                wait = max(0.0, min(wait, give_up - time.monotonic()))
+            request = pb2.SuggestTrialsRequest(
+                study=study, worker_id=worker_id, count=count, wait_seconds=wait
+            )
+            response = self._call(self._stub.SuggestTrials, request, deadline=wait + self.timeout)
+            if response.status == pb2.SuggestTrialsResponse.DONE:
+                return []
+            if response.trials:
+                return [trial_from_proto(t) for t in response.trials]
+            if give_up is not None and time.monotonic() >= give_up:
+                raise TimeoutError(f"no trial of study {study!r} became ready in {timeout}s")
+
+    def heartbeat(self, study: str, number: int, attempt: int, worker_id: str = "") -> LeaseStatus:
+        """Renew the lease of a running attempt.  StaleAttemptError if it was lost."""
+        request = pb2.HeartbeatRequest(
+            study=study, number=number, attempt=attempt, worker_id=worker_id
+        )
+        response = self._call(self._stub.Heartbeat, request)
+        return LeaseStatus(response.should_stop, response.lease_expires_at, response.reason)
+
+    def report(
+        self, study: str, number: int, attempt: int, step: int, metrics: Mapping[str, float]
+    ) -> LeaseStatus:
+        """Record an intermediate measurement (also renews the lease)."""
+        request = pb2.ReportMeasurementRequest(
+            study=study, number=number, attempt=attempt, step=step, metrics=dict(metrics)
+        )
+        response = self._call(self._stub.ReportMeasurement, request)
+        return LeaseStatus(response.should_stop, response.lease_expires_at, response.reason)
+
+    def tell(
+        self,
+        study: str,
+        number: int,
+        attempt: int,
+        *,
+        value: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+        state: TrialState | str = TrialState.COMPLETED,
+        failure_message: str = "",
+        retry: bool = False,
+    ) -> Trial:
+        """Finish an attempt: COMPLETED (with ``value`` or the study metric in ``metrics``),
+        FAILED (with ``failure_message``; ``retry`` asks for another attempt) or STOPPED.
+        Telling the same result twice is harmless."""
+        state = TrialState(state.upper() if isinstance(state, str) else state)
+        if state not in (TrialState.COMPLETED, TrialState.FAILED, TrialState.STOPPED):
+            raise InvalidArgumentError(f"tell() takes COMPLETED, FAILED or STOPPED, got {state}")
+        request = pb2.CompleteTrialRequest(
+            study=study,
+            number=number,
+            attempt=attempt,
+            state=TRIAL_STATE_TO_PROTO[state],
+            metrics=dict(metrics or {}),
+            failure_message=failure_message,
+            retry=retry,
+        )
+        if value is not None:
+            request.value = value
+        return trial_from_proto(self._call(self._stub.CompleteTrial, request))
+
+    # -- results ----------------------------------------------------------------------------
+    def best(self, study: str, n: int = 1) -> list[Trial]:
+        """The ``n`` best completed trials, best first."""
+        request = pb2.GetBestTrialsRequest(study=study, count=n)
+        return [trial_from_proto(t) for t in self._call(self._stub.GetBestTrials, request).trials]
+
+    def get_trial(self, study: str, number: int) -> Trial:
+        request = pb2.GetTrialRequest(study=study, number=number)
+        return trial_from_proto(self._call(self._stub.GetTrial, request))
+
+    def list_trials(
+        self,
+        study: str,
+        *,
+        states: Sequence[TrialState] | None = None,
+        offset: int = 0,
+        limit: int = 0,
+    ) -> list[Trial]:
+        request = pb2.ListTrialsRequest(
+            study=study,
+            states=[TRIAL_STATE_TO_PROTO[s] for s in states or ()],
+            offset=offset,
+            limit=limit,
+        )
+        return [trial_from_proto(t) for t in self._call(self._stub.ListTrials, request).trials]
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _call(self, method: Callable[..., T], request: Any, *, deadline: float | None = None) -> T:
+        """One RPC with a deadline, retried with backoff while the chief is unreachable."""
+        give_up = time.monotonic() + self.retry_seconds
+        backoff = self.initial_backoff
+        while True:
+            try:
+                return method(request, timeout=deadline or self.timeout)
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else None
+                if code not in RETRYABLE or time.monotonic() + backoff > give_up:
+                    raise error_from_rpc(error) from None
+                logger.info(
+                    "chief unreachable, retrying address=%s code=%s backoff=%.2f",
+                    self.address,
+                    code.name if code else None,
+                    backoff,
+                )
+                time.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, self.max_backoff)
+
+
+__all__ = ["Client", "LeaseStatus"]

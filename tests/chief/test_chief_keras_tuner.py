@@ -1,0 +1,248 @@
+"""Keras Tuner's protocol against the chief.
+
+The first tests drive ``keras_tuner.Oracle`` with our generated stubs (no TensorFlow, fast):
+holding, duplicate EndTrial, a late EndTrial after the lease lapsed, bad trial ids.  The
+interop tests run real stock Keras Tuner workers (``keras_tuner.RandomSearch``) in
+subprocesses against a chief subprocess until the chief answers STOPPED.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from hpsearch.chief import Chief
+from hpsearch.protos import keras_tuner_pb2 as kt
+from hpsearch.protos import keras_tuner_service_pb2 as svc
+from hpsearch.protos import keras_tuner_service_pb2_grpc as svc_grpc
+from hpsearch.records import AttemptState, TrialState
+
+from .conftest import ChiefProcess, study_yaml
+
+WORKER = Path(__file__).with_name("kt_worker.py")
+
+
+def _open_store(url: str):  # type: ignore[no-untyped-def]
+    from hpsearch.store import Store
+
+    return Store(url)
+
+
+@pytest.fixture
+def kt_chief(chief_storage: str, tmp_path: Path) -> Iterator[Chief]:
+    study_file = tmp_path / "ktp.yaml"
+    study_file.write_text(
+        study_yaml(
+            "ktp",
+            budget="{max_trials: 2, parallel_trials: 1}",
+            metric="{name: val_loss, goal: minimize}",
+            lease_seconds=1,
+        )
+    )
+    chief = Chief(
+        chief_storage,
+        study=str(study_file),
+        host="127.0.0.1",
+        port=0,
+        hold_seconds=1.0,
+        sweep_seconds=0.2,
+    )
+    with chief:
+        yield chief
+
+
+@pytest.fixture
+def stub(kt_chief: Chief) -> Iterator[svc_grpc.OracleStub]:
+    with grpc.insecure_channel(kt_chief.address) as channel:
+        yield svc_grpc.OracleStub(channel)
+
+
+def _end(stub: svc_grpc.OracleStub, trial_id: str, status: int = kt.COMPLETED) -> None:
+    stub.EndTrial(svc.EndTrialRequest(trial=kt.Trial(trial_id=trial_id, status=status)), timeout=5)
+
+
+def test_space_and_trial_speak_keras_tuner(stub: svc_grpc.OracleStub) -> None:
+    space = stub.GetSpace(svc.GetSpaceRequest(), timeout=5).hyperparameters.space
+    assert [f.name for f in space.float_space] == ["lr"]
+    assert space.float_space[0].sampling == kt.LOG
+    assert [(i.name, i.min_value, i.max_value) for i in space.int_space] == [("units", 4, 16)]
+    trial = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+    values = trial.hyperparameters.values.values
+    assert trial.status == kt.RUNNING and trial.trial_id == "0"
+    assert 4 <= values["units"].int_value <= 16 and 0.001 <= values["lr"].float_value <= 0.1
+    got = stub.GetTrial(svc.GetTrialRequest(trial_id="0"), timeout=5).trial
+    assert got.hyperparameters.values.values["units"] == values["units"]
+    assert "val_loss" not in got.metrics.metrics  # nothing reported yet
+
+
+def test_update_then_duplicate_end_trial_is_idempotent(
+    stub: svc_grpc.OracleStub, kt_chief: Chief
+) -> None:
+    trial = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+    stub.UpdateTrial(
+        svc.UpdateTrialRequest(trial_id=trial.trial_id, metrics={"val_loss": 0.25, "loss": 0.5}),
+        timeout=5,
+    )
+    _end(stub, trial.trial_id)
+    _end(stub, trial.trial_id)  # a retried EndTrial changes nothing
+    best = stub.GetBestTrials(svc.GetBestTrialsRequest(num_trials=5), timeout=5).trials
+    assert [(t.trial_id, round(t.score.value, 6)) for t in best] == [("0", 0.25)]
+    store = _open_store(kt_chief.storage)
+    try:
+        (stored,) = store.list_trials("ktp")
+        assert (stored.state, stored.value, stored.attempt) == (TrialState.COMPLETED, 0.25, 1)
+    finally:
+        store.close()
+
+
+def test_late_end_trial_after_the_lease_lapsed_is_refused_and_the_trial_rerun(
+    stub: svc_grpc.OracleStub, kt_chief: Chief
+) -> None:
+    first = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="slow"), timeout=5).trial
+    deadline = time.monotonic() + 10
+    retry = None
+    while time.monotonic() < deadline:  # lease_seconds=1: "slow" loses trial 0
+        answer = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="fast"), timeout=5).trial
+        if answer.status == kt.RUNNING:
+            retry = answer
+            break
+    assert retry is not None and retry.trial_id == "0.2", retry
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UpdateTrial(
+            svc.UpdateTrialRequest(trial_id=first.trial_id, metrics={"val_loss": 9.0})
+        )
+    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as info:
+        _end(stub, first.trial_id)
+    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    stub.UpdateTrial(svc.UpdateTrialRequest(trial_id="0.2", metrics={"val_loss": 0.5}), timeout=5)
+    _end(stub, "0.2")
+    store = _open_store(kt_chief.storage)
+    try:
+        (stored,) = store.list_trials("ktp")
+        assert (stored.state, stored.attempt, stored.value) == (TrialState.COMPLETED, 2, 0.5)
+        states = [a.state for a in store.list_attempts("ktp", 0)]
+        assert states == [AttemptState.LOST, AttemptState.COMPLETED]
+    finally:
+        store.close()
+
+
+def test_bad_trial_ids_and_nan_objectives(stub: svc_grpc.OracleStub, kt_chief: Chief) -> None:
+    for bad in ("abc", "", "-1"):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetTrial(svc.GetTrialRequest(trial_id=bad), timeout=5)
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetTrial(svc.GetTrialRequest(trial_id="42"), timeout=5)
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
+    trial = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+    stub.UpdateTrial(
+        svc.UpdateTrialRequest(trial_id=trial.trial_id, metrics={"val_loss": float("nan")}),
+        timeout=5,
+    )
+    _end(stub, trial.trial_id)  # Keras Tuner semantics: a NaN objective fails the trial
+    store = _open_store(kt_chief.storage)
+    try:
+        (stored,) = store.list_trials("ktp")
+        assert stored.state is TrialState.FAILED and "finite" in (stored.failure_message or "")
+        assert all(
+            all(v == v for v in m.metrics.values()) for m in store.list_measurements("ktp")
+        ), "a NaN was stored"
+    finally:
+        store.close()
+
+
+def test_finished_study_answers_stopped(stub: svc_grpc.OracleStub) -> None:
+    for _ in range(2):
+        trial = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+        stub.UpdateTrial(
+            svc.UpdateTrialRequest(trial_id=trial.trial_id, metrics={"val_loss": 1.0}), timeout=5
+        )
+        _end(stub, trial.trial_id)
+    done = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+    assert done.status == kt.STOPPED
+
+
+# -- real Keras Tuner workers ---------------------------------------------------------------
+needs_keras_tuner = pytest.mark.skipif(
+    importlib.util.find_spec("keras_tuner") is None
+    or importlib.util.find_spec("tensorboard") is None,
+    reason="stock Keras Tuner workers need keras-tuner, tensorflow and tensorboard "
+    "(pip install 'hpsearch[tf]')",
+)
+
+
+def _start_workers(chief: ChiefProcess, n: int, tmp_path: Path) -> list[subprocess.Popen[bytes]]:
+    workers = []
+    for i in range(n):
+        env = dict(
+            os.environ,
+            KERASTUNER_TUNER_ID=f"worker{i}",
+            KERASTUNER_ORACLE_IP="127.0.0.1",
+            KERASTUNER_ORACLE_PORT=str(chief.port),
+            CUDA_VISIBLE_DEVICES="",
+            TF_NUM_INTEROP_THREADS="1",
+            TF_NUM_INTRAOP_THREADS="1",
+        )
+        log = (tmp_path / f"worker{i}.log").open("wb")
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, str(WORKER), str(tmp_path / f"kt{i}")],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return workers
+
+
+@needs_keras_tuner
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_stock_keras_tuner_workers_run_the_study_to_its_budget(
+    chief_process: ChiefProcess, tmp_path: Path, n_workers: int
+) -> None:
+    study_file = tmp_path / "interop.yaml"
+    study_file.write_text(
+        study_yaml(
+            "interop",
+            budget=f"{{max_trials: 4, parallel_trials: {n_workers}}}",
+            metric="{name: val_loss, goal: minimize}",
+            lease_seconds=300,
+        )
+    )
+    chief_process.study = str(study_file)
+    chief_process.start()
+    workers = _start_workers(chief_process, n_workers, tmp_path)
+    try:
+        codes = [w.wait(timeout=400) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    logs = "\n".join((tmp_path / f"worker{i}.log").read_text() for i in range(n_workers))
+    assert codes == [0] * n_workers, logs[-3000:]
+
+    store = _open_store(chief_process.storage)
+    try:
+        trials = store.list_trials("interop")
+        assert [t.number for t in trials] == [0, 1, 2, 3]
+        assert all(t.state is TrialState.COMPLETED for t in trials), trials
+        assert all(t.value is not None and t.value >= 0 for t in trials)
+        assert all(t.attempt == 1 for t in trials)
+        workers_seen = {t.worker_id for t in trials}
+        assert workers_seen <= {f"worker{i}" for i in range(n_workers)}
+        for trial in trials:
+            (measurement,) = [m for m in store.list_measurements("interop", trial.number)]
+            assert measurement.metrics["val_loss"] == pytest.approx(trial.value)
+            assert 4 <= int(trial.params["units"]) <= 16
+    finally:
+        store.close()

@@ -1,0 +1,70 @@
+"""Our copy of Keras Tuner's protos is wire-identical to the installed keras-tuner's.
+
+Keras Tuner's generated modules import TensorFlow (and clash with ours in one process), so
+the test reads their serialized descriptors from the files without importing them.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+from google.protobuf import descriptor_pb2
+
+from hpsearch.protos import keras_tuner_pb2, keras_tuner_service_pb2
+
+
+def _installed_descriptor(name: str) -> descriptor_pb2.FileDescriptorProto:
+    spec = importlib.util.find_spec("keras_tuner")
+    if spec is None or spec.origin is None:
+        pytest.skip("keras-tuner is not installed (pip install 'hpsearch[tf]')")
+    path = Path(spec.origin).parent / "src" / "protos" / "v4" / f"{name}_pb2.py"
+    if not path.exists():
+        pytest.skip(f"keras-tuner has no generated module at {path}")
+    match = re.search(r"AddSerializedFile\(\s*(b'.*?')\s*\)", path.read_text(), re.S)
+    assert match, f"no serialized descriptor in {path}"
+    return descriptor_pb2.FileDescriptorProto.FromString(ast.literal_eval(match.group(1)))
+
+
+def _ours(module: object) -> descriptor_pb2.FileDescriptorProto:
+    proto = descriptor_pb2.FileDescriptorProto()
+    module.DESCRIPTOR.CopyToProto(proto)  # type: ignore[attr-defined]
+    return proto
+
+
+def _wire(fdp: descriptor_pb2.FileDescriptorProto) -> dict[str, object]:
+    """What goes over the wire: names, numbers, types, labels, enum values, RPC paths."""
+
+    def message(m: descriptor_pb2.DescriptorProto) -> object:
+        return (
+            sorted((f.name, f.number, f.type, f.label, f.type_name) for f in m.field),
+            sorted((n.name, message(n)) for n in m.nested_type),
+            sorted((e.name, sorted((v.name, v.number) for v in e.value)) for e in m.enum_type),
+        )
+
+    return {
+        "package": fdp.package,
+        "messages": sorted((m.name, message(m)) for m in fdp.message_type),
+        "enums": sorted(
+            (e.name, sorted((v.name, v.number) for v in e.value)) for e in fdp.enum_type
+        ),
+        "services": sorted(
+            (s.name, sorted((r.name, r.input_type, r.output_type) for r in s.method))
+            for s in fdp.service
+        ),
+    }
+
+
+def test_keras_tuner_messages_match_the_installed_keras_tuner() -> None:
+    assert _wire(_ours(keras_tuner_pb2)) == _wire(_installed_descriptor("keras_tuner"))
+
+
+def test_keras_tuner_service_matches_the_installed_keras_tuner() -> None:
+    ours = _wire(_ours(keras_tuner_service_pb2))
+    theirs = _wire(_installed_descriptor("service"))
+    assert ours == theirs
+    assert ours["services"][0][0] == "Oracle"  # type: ignore[index]
+    assert len(ours["services"][0][1]) == 7  # type: ignore[index]

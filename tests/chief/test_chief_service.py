@@ -1,0 +1,284 @@
+"""The chief over gRPC (hpsearch.v1 client, in-process chief): scheduling, budget, leases,
+bad input.  Each test checks the stored trials through the public API."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from hpsearch.chief import Chief
+from hpsearch.client import Client
+from hpsearch.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    StaleAttemptError,
+)
+from hpsearch.protos import keras_tuner_service_pb2 as kt_service
+from hpsearch.protos import keras_tuner_service_pb2_grpc as kt_grpc
+from hpsearch.protos import study_service_pb2 as pb2
+from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
+from hpsearch.records import TrialState
+
+from .conftest import study_yaml
+
+
+def test_a_study_runs_to_its_budget_and_then_answers_done(client: Client) -> None:
+    client.create_study(study_yaml("s1", budget="{max_trials: 5, parallel_trials: 2}"))
+    told = {}
+    while trials := client.ask("s1", "w0"):
+        trial = trials[0]
+        assert trial.state is TrialState.RUNNING and trial.attempt == 1
+        assert 0.001 <= trial.params["lr"] <= 0.1 and 4 <= trial.params["units"] <= 16
+        value = trial.params["units"] / 16
+        client.report("s1", trial.number, trial.attempt, 1, {"score": value / 2})
+        client.tell("s1", trial.number, trial.attempt, metrics={"score": value})
+        told[trial.number] = value
+    assert sorted(told) == [0, 1, 2, 3, 4]
+    stored = client.list_trials("s1")
+    assert [t.number for t in stored] == [0, 1, 2, 3, 4]
+    assert all(t.state is TrialState.COMPLETED for t in stored)
+    assert {t.number: t.value for t in stored} == told
+    best = client.best("s1", 2)
+    assert [t.value for t in best] == sorted(told.values(), reverse=True)[:2]
+    assert client.get_study("s1").state.value == "COMPLETED"
+
+
+def test_a_worker_holding_a_trial_gets_the_same_trial_back(client: Client) -> None:
+    client.create_study(study_yaml("s2"))
+    first = client.ask("s2", "w0")
+    again = client.ask("s2", "w0")
+    assert [(t.number, t.attempt) for t in again] == [(t.number, t.attempt) for t in first]
+    assert len(client.list_trials("s2")) == 1
+
+
+def test_parallel_limit_holds_the_call_then_wakes_on_a_result(client: Client) -> None:
+    client.create_study(study_yaml("s3", budget="{max_trials: 4, parallel_trials: 1}"))
+    (running,) = client.ask("s3", "w0")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        client.ask("s3", "w1", timeout=0.5)
+    assert time.monotonic() - started >= 0.45  # held, not answered at once
+
+    got: list[float] = []
+
+    def second_worker() -> None:
+        t0 = time.monotonic()
+        client.ask("s3", "w1")
+        got.append(time.monotonic() - t0)
+
+    thread = threading.Thread(target=second_worker)
+    thread.start()
+    time.sleep(0.3)
+    told_at = time.monotonic()
+    client.tell("s3", running.number, running.attempt, value=1.0)
+    thread.join(5)
+    assert got, "the waiting worker never got a trial"
+    assert time.monotonic() - told_at < 0.9  # woken by the result, not by the 1 s hold
+
+
+def test_kt_create_trial_is_held_not_busy_looped(chief_storage: str, tmp_path: Path) -> None:
+    """A stock Keras Tuner worker re-calls at once on IDLE: the chief must hold the call."""
+    study_file = tmp_path / "kt.yaml"
+    study_file.write_text(study_yaml("kt", budget="{max_trials: 3, parallel_trials: 1}"))
+    kt = Chief(chief_storage, study=str(study_file), host="127.0.0.1", port=0, hold_seconds=1.0)
+    with kt, grpc.insecure_channel(kt.address) as channel:
+        stub = kt_grpc.OracleStub(channel)
+        first = stub.CreateTrial(kt_service.CreateTrialRequest(tuner_id="a"), timeout=5)
+        assert first.trial.status == 1 and first.trial.trial_id == "0"  # RUNNING
+        assert first.trial.hyperparameters.values.values["units"].WhichOneof("kind") == "int_value"
+        calls, started = 0, time.monotonic()
+        while time.monotonic() - started < 2.0:
+            idle = stub.CreateTrial(kt_service.CreateTrialRequest(tuner_id="b"), timeout=5)
+            assert idle.trial.status == 2  # IDLE
+            calls += 1
+        assert calls <= 3, f"{calls} CreateTrial calls in 2 s: the chief is not holding"
+
+
+def test_unknown_study_is_not_found(client: Client) -> None:
+    with pytest.raises(NotFoundError, match="nope"):
+        client.ask("nope", "w0")
+    with pytest.raises(NotFoundError):
+        client.get_study("nope")
+
+
+def test_creating_a_study_twice_is_refused_unless_identical_and_exist_ok(client: Client) -> None:
+    client.create_study(study_yaml("dup"))
+    with pytest.raises(AlreadyExistsError):
+        client.create_study(study_yaml("dup"))
+    assert client.create_study(study_yaml("dup"), exist_ok=True).name == "dup"
+
+
+def test_an_invalid_study_file_is_invalid_argument(client: Client) -> None:
+    with pytest.raises(InvalidArgumentError, match="min"):
+        client.create_study(
+            "name: bad\nmetric: m\nparameters: {x: {type: double, min: 2, max: 1}}\n"
+        )
+    assert [s.name for s in client.list_studies()] == []
+
+
+def test_nan_or_inf_metric_is_refused_and_nothing_is_stored(client: Client) -> None:
+    client.create_study(study_yaml("nan"))
+    (trial,) = client.ask("nan", "w0")
+    for bad in (math.nan, math.inf):
+        with pytest.raises(InvalidArgumentError, match="finite"):
+            client.tell("nan", trial.number, trial.attempt, value=bad)
+        with pytest.raises(InvalidArgumentError, match="finite"):
+            client.report("nan", trial.number, trial.attempt, 1, {"score": bad})
+    stored = client.get_trial("nan", trial.number)
+    assert stored.state is TrialState.RUNNING and stored.value is None
+
+
+def test_a_missing_objective_is_refused(client: Client) -> None:
+    client.create_study(study_yaml("noobj"))
+    (trial,) = client.ask("noobj", "w0")
+    with pytest.raises(InvalidArgumentError, match="score"):
+        client.tell("noobj", trial.number, trial.attempt, metrics={"loss": 0.3})
+    assert client.get_trial("noobj", trial.number).state is TrialState.RUNNING
+
+
+def test_an_oversize_message_is_refused(client: Client, chief: Chief) -> None:
+    client.create_study(study_yaml("big"))
+    (trial,) = client.ask("big", "w0")
+    with grpc.insecure_channel(chief.address) as channel:
+        stub = pb2_grpc.StudyServiceStub(channel)
+        request = pb2.CompleteTrialRequest(
+            study="big",
+            number=trial.number,
+            attempt=trial.attempt,
+            failure_message="x" * 5_000_000,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            stub.CompleteTrial(request, timeout=10)
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert client.get_trial("big", trial.number).state is TrialState.RUNNING
+
+
+def test_completing_twice_is_idempotent(client: Client) -> None:
+    client.create_study(study_yaml("twice", budget="{max_trials: 2, parallel_trials: 1}"))
+    (trial,) = client.ask("twice", "w0")
+    first = client.tell("twice", trial.number, trial.attempt, value=0.5)
+    second = client.tell("twice", trial.number, trial.attempt, value=0.5)
+    assert first.state is second.state is TrialState.COMPLETED
+    assert second.value == 0.5
+    (nxt,) = client.ask("twice", "w0")
+    assert nxt.number == 1  # the duplicate did not free or consume a slot twice
+    client.tell("twice", nxt.number, nxt.attempt, value=0.1)
+    assert client.ask("twice", "w0") == []
+    assert [t.state for t in client.list_trials("twice")] == [TrialState.COMPLETED] * 2
+
+
+def test_a_lost_lease_is_retried_as_attempt_two_and_the_late_result_refused(
+    client: Client,
+) -> None:
+    client.create_study(
+        study_yaml("lease", budget="{max_trials: 1, parallel_trials: 1}", lease_seconds=1)
+    )
+    (lost,) = client.ask("lease", "dead-worker")
+    # dead-worker never heartbeats; after the lease the trial goes to the next asker.
+    (retried,) = client.ask("lease", "w1", timeout=10)
+    assert (retried.number, retried.attempt) == (lost.number, 2)
+    with pytest.raises(StaleAttemptError):
+        client.tell("lease", lost.number, lost.attempt, value=0.9)
+    with pytest.raises(FailedPreconditionError):
+        client.heartbeat("lease", lost.number, lost.attempt)
+    client.tell("lease", retried.number, retried.attempt, value=0.4)
+    (final,) = client.list_trials("lease")
+    assert (final.state, final.attempt, final.value) == (TrialState.COMPLETED, 2, 0.4)
+    assert client.ask("lease", "w1") == []
+
+
+def test_heartbeats_keep_a_lease_alive(client: Client) -> None:
+    client.create_study(study_yaml("hb", lease_seconds=1))
+    (trial,) = client.ask("hb", "w0")
+    for _ in range(8):  # 2 s, twice the lease
+        status = client.heartbeat("hb", trial.number, trial.attempt)
+        assert not status.should_stop
+        time.sleep(0.25)
+    done = client.tell("hb", trial.number, trial.attempt, value=1.0)
+    assert (done.state, done.attempt) == (TrialState.COMPLETED, 1)
+
+
+def test_failures_are_retried_then_max_failed_trials_ends_the_study(client: Client) -> None:
+    client.create_study(
+        study_yaml(
+            "fail",
+            budget="{max_trials: 10, parallel_trials: 1, max_failed_trials: 2, max_attempts: 2}",
+        )
+    )
+    (t,) = client.ask("fail", "w0")
+    retried = client.tell(
+        "fail", t.number, t.attempt, state="FAILED", failure_message="oom", retry=True
+    )
+    assert retried.state is TrialState.WAITING
+    (again,) = client.ask("fail", "w0")
+    assert (again.number, again.attempt) == (t.number, 2)
+    client.tell("fail", again.number, again.attempt, state="FAILED", failure_message="oom")
+    (t2,) = client.ask("fail", "w0")
+    client.tell("fail", t2.number, t2.attempt, state="FAILED", failure_message="boom")
+    assert client.ask("fail", "w0") == []
+    stored = client.list_trials("fail")
+    assert [t.state for t in stored] == [TrialState.FAILED, TrialState.FAILED]
+    assert stored[1].failure_message == "boom"
+
+
+def test_many_workers_never_exceed_max_trials_or_parallel_trials(client: Client) -> None:
+    client.create_study(study_yaml("crowd", budget="{max_trials: 12, parallel_trials: 3}"))
+    running: set[int] = set()
+    peak = [0]
+    lock = threading.Lock()
+
+    def worker(wid: str) -> None:
+        while trials := client.ask("crowd", wid):
+            trial = trials[0]
+            with lock:
+                running.add(trial.number)
+                peak[0] = max(peak[0], len(running))
+            time.sleep(0.02)
+            with lock:
+                running.discard(trial.number)
+            client.tell("crowd", trial.number, trial.attempt, value=float(trial.number))
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    stored = client.list_trials("crowd")
+    assert [t.number for t in stored] == list(range(12))
+    assert all(t.state is TrialState.COMPLETED and t.attempt == 1 for t in stored)
+    assert peak[0] <= 3
+
+
+def test_a_slow_suggestion_does_not_delay_heartbeats(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hpsearch.search as search
+
+    real = search.suggest
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    client.create_study(study_yaml("slow", budget="{max_trials: 3, parallel_trials: 1}"))
+    (trial,) = client.ask("slow", "w0")  # the first buffer was filled at full speed
+    monkeypatch.setattr(search, "suggest", slow)
+    client.create_study(study_yaml("other"))
+    asker = threading.Thread(target=lambda: client.ask("other", "w9", timeout=10))
+    asker.start()  # "other" now needs a suggestion: the suggester sleeps in slow()
+    time.sleep(0.2)
+    worst = 0.0
+    for _ in range(5):
+        t0 = time.monotonic()
+        client.heartbeat("slow", trial.number, trial.attempt)
+        worst = max(worst, time.monotonic() - t0)
+    client.tell("slow", trial.number, trial.attempt, value=1.0)
+    asker.join(10)
+    assert worst < 0.5, f"a heartbeat took {worst:.2f}s while a suggestion was computed"
