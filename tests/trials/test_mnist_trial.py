@@ -242,3 +242,46 @@ def test_bad_flag_exits_non_zero_with_a_clear_message(
     assert proc.returncode == 2
     assert message in proc.stderr
     assert not trial.checkpoint_dir.exists() and not trial.metric_file.exists()
+
+
+def test_output_directories_may_be_non_local_tensorflow_file_systems(tmp_path: Path) -> None:
+    # Vertex gives gs:// directories. TensorFlow's in-memory ram:// file system stands in
+    # for GCS here: it lives in one process, so the trial runs twice in one interpreter
+    # (one epoch, then two), which also proves resuming from a non-local checkpoint.
+    probe = (
+        "import json, os, runpy, sys\n"
+        "trial = runpy.run_path(sys.argv[1], run_name='trial')\n"
+        "flags = ['--dataset=digits', '--n_hidden=1', '--n_neurons=16', '--optimizer=adam']\n"
+        "codes = [trial['main']([*flags, '--epochs=1']), trial['main']([*flags, '--epochs=2'])]\n"
+        "import tensorflow as tf\n"
+        "files = sorted(os.path.join(d, f) for d, _, fs in tf.io.gfile.walk('ram://out')"
+        " for f in fs)\n"
+        "print(json.dumps({'codes': codes, 'files': files}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "HPSEARCH_"))}
+    env.update(
+        CLOUD_ML_TRIAL_ID=TRIAL_ID,
+        CLOUD_ML_HP_METRIC_FILE=str(tmp_path / "output.metrics"),
+        AIP_MODEL_DIR="ram://out/7/model/",
+        AIP_CHECKPOINT_DIR="ram://out/7/checkpoints/",
+        AIP_TENSORBOARD_LOG_DIR="ram://out/7/logs/",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(SCRIPT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["codes"] == [0, 0]
+    assert "finished_epochs=1 start_epoch=2" in proc.stderr
+    files = result["files"]
+    assert "ram://out/7/model/1/saved_model.pb" in files
+    assert "ram://out/7/checkpoints/training_metadata.json" in files
+    assert any(f.startswith("ram://out/7/logs/train/events.out.tfevents.") for f in files)
+    lines = (tmp_path / "output.metrics").read_text().splitlines()
+    assert [json.loads(line)["global_step"] for line in lines] == ["1", "2"]
