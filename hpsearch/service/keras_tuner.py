@@ -130,7 +130,10 @@ class KerasTunerServicer(service_grpc.OracleServicer):
             if config.metric.name in dropped:
                 with self._lock:
                     self._non_finite[(number, attempt)] = dropped
-        answer = self.oracle.report(name, number, attempt, max(0, request.step), metrics)
+        if metrics:
+            answer = self.oracle.report(name, number, attempt, max(0, request.step), metrics)
+        else:  # nothing storable: still a sign of life
+            answer = self.oracle.heartbeat(name, number, attempt)
         proto = self._trial_proto(config, answer.trial)
         if answer.should_stop:
             proto.status = kt_pb2.STOPPED
