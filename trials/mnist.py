@@ -30,7 +30,7 @@ testing without GPUs:
 
 ``HPSEARCH_CPU_REPLICAS=N``
     split the CPU into N logical devices and mirror over them (the real multi-replica
-    code path on a machine without GPUs).
+    code path on a machine without GPUs; ignored where there are GPUs).
 ``HPSEARCH_TEST_EXIT_AFTER_EPOCH=N``
     kill this process with SIGKILL right after epoch N's checkpoint is written, the way a
     preempted machine dies, to test resuming.
@@ -130,6 +130,7 @@ def train(args: argparse.Namespace) -> int:
         checkpoint_dir or "-",
         log_dir or "-",
     )
+    _warn_if_multi_worker(os.environ.get("TF_CONFIG", ""))
     tf.keras.utils.set_random_seed(args.seed)
 
     strategy = make_strategy()
@@ -287,6 +288,10 @@ class HypertuneReporter:
     def __init__(self, metric_tag: str, trial_id: str, done_epochs: int) -> None:
         import hypertune
 
+        path = os.environ.get("CLOUD_ML_HP_METRIC_FILE", "")
+        if path and not os.path.dirname(path):
+            # hypertune calls os.makedirs("") for a bare file name, which fails.
+            os.environ["CLOUD_ML_HP_METRIC_FILE"] = os.path.abspath(path)
         self.metric_tag = metric_tag
         self.hpt = hypertune.HyperTune()
         self._keep_earlier_reports(trial_id, done_epochs)
@@ -368,6 +373,20 @@ def _finished_epochs(checkpoint_dir: str) -> int:
         return 0
     with tf.io.gfile.GFile(path) as f:
         return int(json.loads(f.read()).get("epoch", 0))
+
+
+def _warn_if_multi_worker(tf_config: str) -> None:
+    try:
+        cluster = json.loads(tf_config or "{}").get("cluster", {})
+    except (ValueError, AttributeError):
+        return
+    machines = sum(len(tasks) for tasks in cluster.values() if isinstance(tasks, list))
+    if machines > 1:
+        logger.warning(
+            "TF_CONFIG names machines=%d; this script trains on this machine only "
+            "(MirroredStrategy); use MultiWorkerMirroredStrategy to train across machines",
+            machines,
+        )
 
 
 def _split_cpu(n: int) -> None:
