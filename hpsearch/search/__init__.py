@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hpsearch.errors import InvalidArgumentError
 from hpsearch.space import Params, StudyConfig
 
 
@@ -35,9 +36,35 @@ def suggest(
     ``completed`` holds finished trials with their values (in the study's own goal: the
     algorithm reads ``config.metric.goal``); ``pending`` holds trials running now, which a
     batch-aware algorithm must not duplicate.  Deterministic for a given ``rng`` state.
+
+    No suggestion repeats a completed or pending parameter set, or another suggestion of
+    the same call.  Fewer than ``n`` come back only when the space is exhausted (a
+    finished grid, a small finite space fully tried).  Algorithms: ``bayesian`` (GP
+    Bayesian optimisation, the default), ``random``, ``grid``, and Optuna's ``tpe`` and
+    ``cmaes`` (the optional ``optuna`` extra).
     """
-    # Placeholder dispatch: uniform random sampling until the algorithms land.
-    return [config.space.sample(rng) for _ in range(n)]
+    if n <= 0:
+        return []
+    algorithm = config.algorithm
+    if algorithm == "random":
+        from hpsearch.search.random import suggest_random
+
+        return suggest_random(config, completed, pending, n, rng)
+    if algorithm == "grid":
+        from hpsearch.search.grid import suggest_grid
+
+        return suggest_grid(config, completed, pending, n, rng)
+    if algorithm in ("tpe", "cmaes"):
+        from hpsearch.search.optuna_samplers import suggest_optuna
+
+        return suggest_optuna(config, completed, pending, n, rng)
+    if algorithm == "bayesian":
+        from hpsearch.search.bayesian import suggest_bayesian
+
+        return suggest_bayesian(config, completed, pending, n, rng)
+    raise InvalidArgumentError(
+        f"algorithm {algorithm!r} is unknown; use one of bayesian, random, grid, tpe, cmaes"
+    )
 
 
 __all__ = ["Observation", "suggest"]

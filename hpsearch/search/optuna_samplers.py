@@ -1,0 +1,176 @@
+"""Optuna's TPE and CMA-ES samplers behind hpsearch's pure interface (optional extra).
+
+Each call replays the history into a fresh in-memory Optuna study (completed trials as
+COMPLETE, pending ones as RUNNING, so TPE's constant liar sees them) and asks ``n``
+trials.  ``optuna`` is imported lazily: without it these algorithms raise an error that
+says what to install.  CMA-ES also needs the ``cmaes`` package.
+
+Reverse-log doubles have no Optuna counterpart: Optuna searches their unit coordinate
+and hpsearch maps it back, which keeps the declared scale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hpsearch.errors import FailedPreconditionError
+from hpsearch.search.encoding import params_key
+from hpsearch.space import (
+    BooleanParam,
+    CategoricalParam,
+    DiscreteParam,
+    DoubleParam,
+    FixedParam,
+    Goal,
+    IntegerParam,
+    Parameter,
+    Params,
+    Scale,
+    StudyConfig,
+)
+
+if TYPE_CHECKING:
+    from hpsearch.search import Observation
+
+logger = logging.getLogger(__name__)
+
+
+def suggest_optuna(
+    config: StudyConfig,
+    completed: Sequence[Observation],
+    pending: Sequence[Params],
+    n: int,
+    rng: np.random.Generator,
+) -> list[Params]:
+    """``n`` suggestions from Optuna's TPE (``tpe``) or CMA-ES (``cmaes``) sampler."""
+    try:
+        import optuna
+    except ImportError:
+        raise FailedPreconditionError(
+            f"algorithm {config.algorithm!r} needs Optuna: pip install 'hpsearch[optuna]'"
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = int(rng.integers(0, 2**31 - 1))
+    sampler: Any
+    if config.algorithm == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise FailedPreconditionError(
+                "algorithm 'cmaes' needs the cmaes package: pip install cmaes"
+            ) from None
+        sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    else:
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, constant_liar=True, multivariate=True, warn_independent_sampling=False
+        )
+    direction = (
+        optuna.study.StudyDirection.MAXIMIZE
+        if config.metric.goal is Goal.MAXIMIZE
+        else optuna.study.StudyDirection.MINIMIZE
+    )
+    study = optuna.create_study(direction=direction, sampler=sampler)
+    space = config.space
+    for obs in completed:
+        study.add_trial(_frozen(optuna, space, obs.params, obs.value))
+    for params in pending:
+        study.add_trial(_frozen(optuna, space, params, None))
+    seen = {params_key(o.params) for o in completed} | {params_key(p) for p in pending}
+    out: list[Params] = []
+    for _ in range(4 * n + 8):
+        if len(out) == n:
+            break
+        trial = study.ask()
+        params = _sample(space, trial)
+        key = params_key(params)
+        if key in seen:
+            # Tell Optuna it failed so it moves on; a duplicate is never handed out.
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        seen.add(key)
+        out.append(params)
+    return out
+
+
+def _distribution(optuna: Any, param: Parameter) -> Any:
+    d = optuna.distributions
+    if isinstance(param, DoubleParam):
+        if param.scale is Scale.REVERSE_LOG:
+            return d.FloatDistribution(0.0, 1.0)
+        return d.FloatDistribution(
+            param.min,
+            param.max,
+            log=param.scale is Scale.LOG,
+            step=None if param.scale is Scale.LOG else param.step,
+        )
+    if isinstance(param, IntegerParam):
+        log = param.scale is not Scale.LINEAR
+        return d.IntDistribution(param.min, param.max, log=log, step=1 if log else param.step or 1)
+    if isinstance(param, (CategoricalParam, DiscreteParam)):
+        return d.CategoricalDistribution(list(param.values))
+    if isinstance(param, BooleanParam):
+        return d.CategoricalDistribution([False, True])
+    raise AssertionError(param)  # pragma: no cover
+
+
+def _to_optuna(param: Parameter, value: Any) -> Any:
+    if isinstance(param, DoubleParam) and param.scale is Scale.REVERSE_LOG:
+        return param.to_unit(value)
+    return value
+
+
+def _frozen(optuna: Any, space: Any, params: Params, value: float | None) -> Any:
+    dists = {}
+    values = {}
+    for param in space:
+        if isinstance(param, FixedParam) or param.name not in params:
+            continue
+        dists[param.name] = _distribution(optuna, param)
+        values[param.name] = _to_optuna(param, params[param.name])
+    state = (
+        optuna.trial.TrialState.COMPLETE
+        if value is not None
+        else (optuna.trial.TrialState.RUNNING)
+    )
+    return optuna.trial.create_trial(state=state, value=value, params=values, distributions=dists)
+
+
+def _sample(space: Any, trial: Any) -> Params:
+    params: Params = {}
+    for param in space:
+        if not space.is_active(param, params):
+            continue
+        if isinstance(param, FixedParam):
+            params[param.name] = param.value
+        elif isinstance(param, DoubleParam):
+            if param.scale is Scale.REVERSE_LOG:
+                value = param.from_unit(trial.suggest_float(param.name, 0.0, 1.0))
+            else:
+                log = param.scale is Scale.LOG
+                value = trial.suggest_float(
+                    param.name,
+                    param.min,
+                    param.max,
+                    log=log,
+                    step=None if log else param.step,
+                )
+            params[param.name] = param.validate(min(max(float(value), param.min), param.max))
+        elif isinstance(param, IntegerParam):
+            log = param.scale is not Scale.LINEAR
+            value = trial.suggest_int(
+                param.name, param.min, param.max, log=log, step=1 if log else param.step or 1
+            )
+            params[param.name] = param.validate(value)
+        elif isinstance(param, (CategoricalParam, DiscreteParam)):
+            params[param.name] = param.validate(
+                trial.suggest_categorical(param.name, list(param.values))
+            )
+        else:
+            params[param.name] = param.validate(
+                trial.suggest_categorical(param.name, [False, True])
+            )
+    return params
