@@ -1,0 +1,25 @@
+"""The study dashboard: a read-only web UI and JSON API over the study store.
+
+Importing this package is cheap (the CLI imports ``hpsearch.dashboard.cli`` to register
+its subcommand); the server, the queries and SQLAlchemy load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hpsearch.dashboard.server import DashboardServer
+
+__all__ = ["serve_dashboard"]
+
+
+def serve_dashboard(
+    store_or_url: Any, host: str = "127.0.0.1", port: int = 8080
+) -> DashboardServer:
+    """Serve the dashboard of a Store (or storage URL) on ``host:port`` in a background
+    thread; returns the running server with ``.url`` and ``.stop()``.  ``port=0`` picks a
+    free port."""
+    from hpsearch.dashboard.server import serve_dashboard as serve
+
+    return serve(store_or_url, host, port)

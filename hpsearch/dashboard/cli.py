@@ -1,0 +1,44 @@
+"""``hpsearch dashboard``: serve the study dashboard.  Imports nothing heavy at load time."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def register(subparsers: Any, *, storage_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add the ``dashboard`` subcommand to the ``hpsearch`` parser."""
+    parser = subparsers.add_parser(
+        "dashboard",
+        help="serve the study dashboard (read-only web UI and JSON API)",
+        description="Serves a read-only web dashboard of every study in the store: history, "
+        "parameter plots, trials, attempts and workers, updated live. The JSON API it reads "
+        "is documented in docs/dashboard.md.",
+    )
+    storage_arg(parser)
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; 0.0.0.0 serves every interface)",
+    )
+    parser.set_defaults(handler=run_dashboard)
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    """Serve until interrupted (Ctrl-C); exit status 0."""
+    from hpsearch.dashboard import serve_dashboard
+
+    server = serve_dashboard(args.storage, args.host, args.port)
+    print(
+        f"hpsearch dashboard: {server.url} (read-only; Ctrl-C stops)", file=sys.stderr, flush=True
+    )
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0

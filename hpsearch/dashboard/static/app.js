@@ -1,0 +1,635 @@
+/* hpsearch dashboard: a small single-page app over the read-only JSON API (docs/dashboard.md).
+ * Routes: #/ studies, #/study/<name>, #/study/<name>/trial/<n>, #/workers.
+ * Live: every page polls at POLL_MS (<= 2 s) and redraws what changed. */
+"use strict";
+
+const POLL_MS = 1000;
+const SVG_POINT_LIMIT = 3000; // above this, scatter plots use WebGL when the browser has it
+const HEAVY_REFRESH_MS = 5000; // parameter plots of big studies refresh at most this often
+const STATES = ["WAITING", "RUNNING", "COMPLETED", "FAILED", "STOPPED"];
+const COLORS = { COMPLETED: "#16a34a", FAILED: "#dc2626", RUNNING: "#2563eb", WAITING: "#9ca3af",
+                 STOPPED: "#d97706" };
+
+let view = null; // the page on screen: {poll(), stop()}
+let pollTimer = null;
+
+// -- small helpers --------------------------------------------------------------------------
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "className") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+async function api(path) {
+  const res = await fetch("/api" + path, { cache: "no-store" });
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error || res.statusText);
+  return body;
+}
+
+function fmt(v) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "number") {
+    if (Number.isInteger(v)) return String(v);
+    const a = Math.abs(v);
+    return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(3) : String(+v.toPrecision(6));
+  }
+  if (typeof v === "boolean") return v ? "true" : "false";
+  return String(v);
+}
+
+function fmtDuration(s) {
+  if (s === null || s === undefined) return "–";
+  if (s < 60) return s.toFixed(1) + " s";
+  if (s < 3600) return (s / 60).toFixed(1) + " min";
+  return (s / 3600).toFixed(2) + " h";
+}
+
+function fmtTime(ts) {
+  return ts === null || ts === undefined ? "–" : new Date(ts * 1000).toISOString().replace("T", " ").slice(0, 19) + "Z";
+}
+
+function ago(ts, now) {
+  if (ts === null || ts === undefined) return "–";
+  const s = Math.max(0, now - ts);
+  if (s < 90) return Math.round(s) + " s ago";
+  if (s < 5400) return Math.round(s / 60) + " min ago";
+  if (s < 172800) return (s / 3600).toFixed(1) + " h ago";
+  return Math.round(s / 86400) + " d ago";
+}
+
+function badge(state) { return h("span", { className: "badge " + state }, state); }
+
+function card(label, value, id) {
+  return h("div", { className: "card" }, h("div", { className: "label" }, label),
+    h("div", { className: "value", id }, value));
+}
+
+function enc(s) { return encodeURIComponent(s); }
+
+function setLive(ok, text) {
+  const el = document.getElementById("live");
+  el.className = "live " + (ok ? "ok" : "err");
+  el.textContent = text;
+}
+
+function hasPlotly() { return typeof window.Plotly !== "undefined"; }
+
+let webglChecked = null;
+function hasWebGL() {
+  if (webglChecked === null) {
+    try {
+      const c = document.createElement("canvas");
+      webglChecked = !!(c.getContext("webgl") || c.getContext("experimental-webgl"));
+    } catch (e) { webglChecked = false; }
+  }
+  return webglChecked;
+}
+
+function scatterType(n) { return n > SVG_POINT_LIMIT && hasWebGL() ? "scattergl" : "scatter"; }
+
+function plot(el, traces, layout) {
+  if (!hasPlotly()) {
+    el.replaceChildren(h("p", { className: "muted" },
+      "Plots need plotly.min.js from the plotly package: pip install plotly"));
+    return;
+  }
+  const base = { margin: { l: 55, r: 15, t: 10, b: 40 }, hovermode: "closest",
+                 paper_bgcolor: "#fff", plot_bgcolor: "#fff", showlegend: true,
+                 legend: { orientation: "h", y: 1.12 } };
+  window.Plotly.react(el, traces, Object.assign(base, layout || {}),
+    { displaylogo: false, responsive: true });
+}
+
+// -- router ---------------------------------------------------------------------------------
+function route() {
+  if (view && view.stop) view.stop();
+  clearTimeout(pollTimer);
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const main = document.getElementById("main");
+  main.replaceChildren();
+  for (const a of document.querySelectorAll("header nav a")) a.classList.remove("active");
+  if (parts[0] === "study" && parts[1] && parts[2] === "trial" && parts[3] !== undefined) {
+    view = trialView(main, parts[1], parseInt(parts[3], 10));
+  } else if (parts[0] === "study" && parts[1]) {
+    view = studyView(main, parts[1]);
+  } else if (parts[0] === "workers") {
+    document.getElementById("nav-workers").classList.add("active");
+    view = workersView(main);
+  } else {
+    document.getElementById("nav-studies").classList.add("active");
+    view = studiesView(main);
+  }
+  loop();
+}
+
+async function loop() {
+  const current = view;
+  try {
+    await current.poll();
+    if (current === view) setLive(true, "live · " + new Date().toLocaleTimeString());
+  } catch (e) {
+    if (current === view) {
+      setLive(false, "error: " + e.message);
+      if (current.fail) current.fail(e);
+    }
+  }
+  if (current === view) pollTimer = setTimeout(loop, POLL_MS);
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", route);
+
+// -- studies --------------------------------------------------------------------------------
+function studiesView(main) {
+  const body = h("tbody", { id: "studies-body" });
+  main.append(
+    h("h1", {}, "Studies"),
+    h("div", { className: "panel" },
+      h("table", { id: "studies-table" },
+        h("thead", {}, h("tr", {}, ["Study", "State", "Objective", "Best", "Trials by state",
+          "Progress", "Workers alive", "Last activity"].map((c) => h("th", {}, c)))),
+        body)),
+    h("p", { className: "note" }, "Click a study to open it. Read-only view of the store."));
+  return {
+    async poll() {
+      const data = await api("/studies");
+      if (!data.studies.length) {
+        body.replaceChildren(h("tr", {}, h("td", { colspan: 8, className: "muted" },
+          "No studies yet: create one with `hpsearch study create FILE`.")));
+        return;
+      }
+      body.replaceChildren(...data.studies.map((s) => h("tr", {
+        className: "clickable", "data-study": s.name,
+        onclick: () => { location.hash = "#/study/" + enc(s.name); } },
+        h("td", {}, h("a", { href: "#/study/" + enc(s.name) }, s.name)),
+        h("td", {}, badge(s.state)),
+        h("td", {}, `${s.metric} (${s.goal})`),
+        h("td", { className: "num" }, fmt(s.best_value)),
+        h("td", {}, STATES.filter((st) => s.trials[st]).map((st) =>
+          h("span", { className: "badge " + st, title: st }, `${st.toLowerCase()} ${s.trials[st]}`))),
+        h("td", {}, `${s.total_trials} / ${s.max_trials}`),
+        h("td", { className: "num" }, s.workers_alive),
+        h("td", { title: fmtTime(s.last_activity) }, ago(s.last_activity, data.now)))));
+    },
+  };
+}
+
+// -- one study ------------------------------------------------------------------------------
+function studyView(main, name) {
+  const state = { revision: null, detail: null, offset: 0, limit: 50, sort: "number",
+                  order: "desc", states: new Set(), filters: [], heavyAt: 0, params: null,
+                  slice: null, cx: null, cy: null, metric: null, stopped: false };
+  const cards = h("div", { className: "cards", id: "study-cards" });
+  const historyEl = h("div", { className: "plot", id: "history-plot" });
+  const interEl = h("div", { className: "plot", id: "intermediate-plot" });
+  const parcoordsEl = h("div", { className: "plot tall", id: "parcoords-plot" });
+  const importanceEl = h("div", { className: "plot", id: "importance-plot" });
+  const sliceEl = h("div", { className: "plot", id: "slice-plot" });
+  const contourEl = h("div", { className: "plot", id: "contour-plot" });
+  const sliceSel = h("select", { id: "slice-param", onchange: () => drawSlice() });
+  const cxSel = h("select", { id: "contour-x", onchange: () => drawContour() });
+  const cySel = h("select", { id: "contour-y", onchange: () => drawContour() });
+  const metricSel = h("select", { id: "intermediate-metric", onchange: () => {
+    state.metric = metricSel.value; refreshIntermediate(); } });
+  const table = h("table", { id: "trials-table" });
+  const pagerText = h("span", { id: "trials-range" });
+  const prev = h("button", { id: "trials-prev", onclick: () => { state.offset = Math.max(0, state.offset - state.limit); refreshTable(); } }, "‹ Prev");
+  const next = h("button", { id: "trials-next", onclick: () => { state.offset += state.limit; refreshTable(); } }, "Next ›");
+  const pageSize = h("select", { id: "trials-page-size", onchange: () => {
+    state.limit = parseInt(pageSize.value, 10); state.offset = 0; refreshTable(); } },
+    [25, 50, 100, 200].map((n) => h("option", { value: n, selected: n === 50 }, n + " / page")));
+  const stateBoxes = h("span", { id: "state-filter" }, STATES.map((st) => h("label", {},
+    h("input", { type: "checkbox", value: st, "data-state": st, onchange: (ev) => {
+      if (ev.target.checked) state.states.add(st); else state.states.delete(st);
+      state.offset = 0; refreshTable(); } }), " " + st.toLowerCase() + " ")));
+  const filterParam = h("select", { id: "filter-param", onchange: () => syncFilterInputs() });
+  const filterMin = h("input", { type: "number", step: "any", id: "filter-min", placeholder: "min" });
+  const filterMax = h("input", { type: "number", step: "any", id: "filter-max", placeholder: "max" });
+  const filterEq = h("input", { type: "text", id: "filter-eq", placeholder: "value" });
+  const chips = h("span", { id: "filter-chips" });
+  const addFilter = h("button", { id: "filter-add", onclick: () => {
+    const p = filterParam.value;
+    if (!p) return;
+    const spec = (state.params || []).find((s) => s.name === p);
+    if (spec && !spec.numeric) {
+      if (filterEq.value === "") return;
+      state.filters.push({ param: p, eq: filterEq.value });
+    } else {
+      const lo = filterMin.value === "" ? null : parseFloat(filterMin.value);
+      const hi = filterMax.value === "" ? null : parseFloat(filterMax.value);
+      if (lo === null && hi === null) return;
+      state.filters.push({ param: p, min: lo, max: hi });
+    }
+    filterMin.value = ""; filterMax.value = ""; filterEq.value = "";
+    state.offset = 0; refreshTable(); } }, "Add filter");
+
+  function syncFilterInputs() {
+    const spec = (state.params || []).find((s) => s.name === filterParam.value);
+    const numeric = !spec || spec.numeric;
+    filterMin.style.display = filterMax.style.display = numeric ? "" : "none";
+    filterEq.style.display = numeric ? "none" : "";
+  }
+
+  main.append(
+    h("div", { className: "crumbs" }, h("a", { href: "#/" }, "Studies"), " / ", name),
+    h("h1", { id: "study-name" }, name), cards,
+    h("div", { className: "grid2" },
+      h("div", { className: "panel" }, h("h2", {}, "Optimization history"), historyEl,
+        h("div", { className: "note", id: "history-note" })),
+      h("div", { className: "panel" }, h("h2", {}, "Intermediate values ", metricSel), interEl,
+        h("div", { className: "note", id: "intermediate-note" }))),
+    h("div", { className: "panel" }, h("h2", {}, "Parallel coordinates"), parcoordsEl,
+      h("div", { className: "note", id: "parcoords-note" })),
+    h("div", { className: "grid2" },
+      h("div", { className: "panel" }, h("h2", {}, "Parameter importances"), importanceEl,
+        h("div", { className: "note" }, "Share of the objective's variance each parameter explains on its own (correlation ratio η², normalised).")),
+      h("div", { className: "panel" }, h("h2", {}, "Slice ", sliceSel), sliceEl)),
+    h("div", { className: "panel" }, h("h2", {}, "Contour ", cxSel, " × ", cySel), contourEl,
+      h("div", { className: "note" }, "Mean objective per cell of a 20 × 20 grid; dots are trials.")),
+    h("div", { className: "panel" }, h("h2", {}, "Trials"),
+      h("div", { className: "filters" }, "State:", stateBoxes),
+      h("div", { className: "filters" }, "Parameter:", filterParam, filterMin, filterMax, filterEq,
+        addFilter, chips),
+      h("div", { style: "overflow-x:auto" }, table),
+      h("div", { className: "pager" }, prev, next, pagerText, pageSize)));
+
+  async function refreshSummary() {
+    const d = await api("/studies/" + enc(name));
+    state.detail = d;
+    const best = d.best ? h("a", { href: `#/study/${enc(name)}/trial/${d.best.number}` },
+      `${fmt(d.best.value)} (#${d.best.number})`) : "–";
+    cards.replaceChildren(
+      card("State", badge(d.state), "study-state"),
+      card("Objective", `${d.metric} (${d.goal})`),
+      card("Best value", best, "study-best"),
+      card("Trials", `${d.total_trials} / ${d.config.budget.max_trials}`, "study-total"),
+      ...STATES.map((st) => card(st.toLowerCase(), String(d.trials[st]), "count-" + st)),
+      card("Workers alive", String(d.workers_alive), "study-workers"),
+      card("Algorithm", d.config.algorithm));
+  }
+
+  async function refreshHistory() {
+    const d = await api(`/studies/${enc(name)}/history`);
+    const c = d.completed, s = d.stopped;
+    const type = scatterType(c.number.length);
+    document.getElementById("history-note").textContent =
+      `${c.number.length} completed trials` + (s.number.length ? `, ${s.number.length} stopped early with a value` : "");
+    plot(historyEl, [
+      { type, mode: "markers", name: "completed", x: c.number, y: c.value,
+        marker: { color: COLORS.COMPLETED, size: 6, opacity: 0.75 },
+        hovertemplate: "trial %{x}<br>" + d.metric + " %{y}<extra></extra>" },
+      { type, mode: "lines", name: "best so far", x: c.number, y: c.best, line: { color: "#111827", shape: "hv" },
+        hoverinfo: "skip" },
+      { type, mode: "markers", name: "stopped early", x: s.number, y: s.value,
+        marker: { color: COLORS.STOPPED, symbol: "x", size: 7 },
+        hovertemplate: "trial %{x} (stopped)<br>" + d.metric + " %{y}<extra></extra>" },
+    ], { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: d.metric } } });
+    historyEl.dataset.points = String(c.number.length);
+  }
+
+  async function refreshIntermediate() {
+    const q = state.metric ? "?metric=" + enc(state.metric) : "";
+    const d = await api(`/studies/${enc(name)}/intermediate${q}`);
+    if (metricSel.options.length !== d.metrics.length) {
+      metricSel.replaceChildren(...d.metrics.map((m) => h("option", { value: m, selected: m === d.metric }, m)));
+    }
+    const traces = d.trials.map((t) => {
+      const stopped = t.state === "STOPPED";
+      return { type: "scatter", mode: "lines+markers", name: `#${t.number}`, x: t.step, y: t.value,
+        line: { width: 1.5, dash: stopped ? "dot" : "solid", color: COLORS[t.state] || "#6b7280" },
+        marker: { size: t.step.map((_, i) => (stopped && i === t.step.length - 1 ? 11 : 3)),
+                  symbol: t.step.map((_, i) => (stopped && i === t.step.length - 1 ? "x" : "circle")) },
+        hovertemplate: `trial ${t.number} (${t.state.toLowerCase()})<br>step %{x}<br>%{y}<extra></extra>` };
+    });
+    document.getElementById("intermediate-note").textContent = d.trials.length
+      ? `${d.trials.length} most recent trials with measurements; dotted lines ending in × were stopped early.`
+      : "No intermediate measurements reported yet.";
+    plot(interEl, traces, { showlegend: false, xaxis: { title: { text: "step" } },
+                            yaxis: { title: { text: d.metric } } });
+  }
+
+  function paramAxis(spec, column) {
+    // Numbers stay numbers (log10 for log-scaled ones); categories become their index.
+    if (spec.numeric) {
+      const log = spec.scale === "log" && column.every((v) => v === null || v > 0);
+      return { values: column.map((v) => (v === null ? NaN : log ? Math.log10(v) : v)),
+               label: log ? `log10(${spec.name})` : spec.name, log };
+    }
+    const cats = spec.values ? spec.values.map(String) : [...new Set(column.filter((v) => v !== null).map(String))].sort();
+    return { values: column.map((v) => (v === null ? NaN : cats.indexOf(String(v)))), label: spec.name,
+             tickvals: cats.map((_, i) => i), ticktext: cats };
+  }
+
+  async function refreshParameters(force) {
+    const now = Date.now();
+    const big = state.detail && state.detail.total_trials > 2000;
+    if (!force && big && now - state.heavyAt < HEAVY_REFRESH_MS) return;
+    state.heavyAt = now;
+    const d = await api(`/studies/${enc(name)}/parameters`);
+    state.paramData = d;
+    if (!state.params) {
+      state.params = d.parameters;
+      const options = d.parameters.map((s) => h("option", { value: s.name }, s.name));
+      filterParam.replaceChildren(...d.parameters.map((s) => h("option", { value: s.name }, s.name)));
+      sliceSel.replaceChildren(...options.map((o) => o.cloneNode(true)));
+      cxSel.replaceChildren(...options.map((o) => o.cloneNode(true)));
+      cySel.replaceChildren(...options.map((o) => o.cloneNode(true)));
+      const ranked = [...d.parameters].sort((a, b) => (b.importance || 0) - (a.importance || 0));
+      if (ranked[0]) { sliceSel.value = ranked[0].name; cxSel.value = ranked[0].name; }
+      if (ranked[1]) cySel.value = ranked[1].name;
+      syncFilterInputs();
+      renderTableHead();
+    }
+    drawImportance(); drawParcoords(); drawSlice(); drawContour();
+  }
+
+  function drawImportance() {
+    const d = state.paramData;
+    const ranked = d.parameters.filter((s) => s.importance !== null)
+      .sort((a, b) => a.importance - b.importance);
+    if (!ranked.length) {
+      importanceEl.replaceChildren(h("p", { className: "muted" }, "Needs at least 3 completed trials with differing values."));
+      return;
+    }
+    if (!importanceEl.classList.contains("js-plotly-plot")) importanceEl.replaceChildren();
+    plot(importanceEl, [{ type: "bar", orientation: "h", x: ranked.map((s) => s.importance),
+      y: ranked.map((s) => s.name), marker: { color: "#2563eb" },
+      hovertemplate: "%{y}: %{x:.3f}<extra></extra>" }],
+    { showlegend: false, margin: { l: 120, r: 15, t: 10, b: 40 }, xaxis: { range: [0, 1] } });
+  }
+
+  function drawParcoords() {
+    const d = state.paramData;
+    const note = document.getElementById("parcoords-note");
+    if (!d.trials.number.length) { note.textContent = "No completed trials yet."; return; }
+    if (!hasWebGL()) { note.textContent = "Parallel coordinates need WebGL, which this browser does not offer."; return; }
+    const dims = d.parameters.map((spec) => {
+      const a = paramAxis(spec, d.trials.params[spec.name]);
+      const dim = { label: a.label, values: a.values };
+      if (a.tickvals) { dim.tickvals = a.tickvals; dim.ticktext = a.ticktext; }
+      return dim;
+    });
+    dims.push({ label: d.metric, values: d.trials.value });
+    note.textContent = `${d.trials.number.length} completed trials; drag along an axis to select a range.`;
+    plot(parcoordsEl, [{ type: "parcoords", dimensions: dims,
+      line: { color: d.trials.value, colorscale: "Viridis", reversescale: d.goal === "minimize",
+              showscale: true } }], { margin: { l: 70, r: 70, t: 40, b: 20 } });
+  }
+
+  function drawSlice() {
+    const d = state.paramData;
+    if (!d) return;
+    const spec = d.parameters.find((s) => s.name === sliceSel.value);
+    if (!spec) return;
+    const column = d.trials.params[spec.name];
+    const xs = spec.numeric ? column : column.map((v) => (v === null ? null : String(v)));
+    plot(sliceEl, [{ type: scatterType(xs.length), mode: "markers", x: xs, y: d.trials.value,
+      text: d.trials.number.map((n) => "trial " + n), name: spec.name,
+      marker: { color: d.trials.number, colorscale: "Blues", showscale: true, size: 6,
+                colorbar: { title: { text: "trial" } } },
+      hovertemplate: "%{text}<br>" + spec.name + " %{x}<br>%{y}<extra></extra>" }],
+    { showlegend: false, xaxis: { title: { text: spec.name }, type: spec.numeric && spec.scale === "log" ? "log" : undefined },
+      yaxis: { title: { text: d.metric } } });
+  }
+
+  function drawContour() {
+    const d = state.paramData;
+    if (!d) return;
+    const sx = d.parameters.find((s) => s.name === cxSel.value);
+    const sy = d.parameters.find((s) => s.name === cySel.value);
+    if (!sx || !sy || sx === sy) {
+      contourEl.replaceChildren(h("p", { className: "muted" }, "Pick two different parameters."));
+      return;
+    }
+    const ax = paramAxis(sx, d.trials.params[sx.name]);
+    const ay = paramAxis(sy, d.trials.params[sy.name]);
+    const n = 20, pts = [];
+    for (let i = 0; i < d.trials.value.length; i++) {
+      if (!Number.isNaN(ax.values[i]) && !Number.isNaN(ay.values[i])) pts.push([ax.values[i], ay.values[i], d.trials.value[i]]);
+    }
+    if (pts.length < 2) {
+      contourEl.replaceChildren(h("p", { className: "muted" }, "Not enough completed trials with both parameters."));
+      return;
+    }
+    if (!contourEl.classList.contains("js-plotly-plot")) contourEl.replaceChildren();
+    const range = (k) => { let lo = Infinity, hi = -Infinity; for (const p of pts) { lo = Math.min(lo, p[k]); hi = Math.max(hi, p[k]); } return hi > lo ? [lo, hi] : [lo - 0.5, hi + 0.5]; };
+    const [x0, x1] = range(0), [y0, y1] = range(1);
+    const sum = Array.from({ length: n }, () => new Array(n).fill(0));
+    const cnt = Array.from({ length: n }, () => new Array(n).fill(0));
+    for (const [x, y, v] of pts) {
+      const i = Math.min(n - 1, Math.floor(((y - y0) / (y1 - y0)) * n));
+      const j = Math.min(n - 1, Math.floor(((x - x0) / (x1 - x0)) * n));
+      sum[i][j] += v; cnt[i][j] += 1;
+    }
+    const z = sum.map((row, i) => row.map((s, j) => (cnt[i][j] ? s / cnt[i][j] : null)));
+    const cx = Array.from({ length: n }, (_, j) => x0 + ((j + 0.5) * (x1 - x0)) / n);
+    const cy = Array.from({ length: n }, (_, i) => y0 + ((i + 0.5) * (y1 - y0)) / n);
+    const sample = pts.length > 2000 ? pts.filter((_, k) => k % Math.ceil(pts.length / 2000) === 0) : pts;
+    const axis = (a) => ({ title: { text: a.label }, tickvals: a.tickvals, ticktext: a.ticktext });
+    plot(contourEl, [
+      { type: "contour", x: cx, y: cy, z, connectgaps: true, colorscale: "Viridis",
+        reversescale: d.goal === "minimize", colorbar: { title: { text: d.metric } },
+        hovertemplate: "%{z}<extra></extra>" },
+      { type: "scatter", mode: "markers", x: sample.map((p) => p[0]), y: sample.map((p) => p[1]),
+        marker: { color: "#fff", size: 4, line: { color: "#111", width: 1 } }, hoverinfo: "skip" },
+    ], { showlegend: false, xaxis: axis(ax), yaxis: axis(ay) });
+  }
+
+  // -- the trial table --------------------------------------------------------------------------
+  function columns() {
+    const metric = state.detail ? state.detail.metric : "value";
+    const cols = [{ key: "number", label: "#", sort: "number" },
+                  { key: "state", label: "State", sort: "state" },
+                  { key: "value", label: metric, sort: "value" }];
+    for (const spec of (state.params || [])) cols.push({ key: "param:" + spec.name, label: spec.name, sort: "param:" + spec.name });
+    cols.push({ key: "duration", label: "Duration", sort: "duration" },
+              { key: "attempt", label: "Attempt", sort: "attempt" },
+              { key: "worker_id", label: "Worker" },
+              { key: "started_at", label: "Started", sort: "started_at" },
+              { key: "failure_message", label: "Failure" });
+    return cols;
+  }
+
+  function renderTableHead() {
+    const head = h("thead", {}, h("tr", {}, columns().map((c) => h("th", {
+      className: (c.sort ? "sortable " : "") + (c.sort === state.sort ? "sorted-" + state.order : ""),
+      "data-sort": c.sort || null,
+      onclick: c.sort ? () => {
+        if (state.sort === c.sort) state.order = state.order === "desc" ? "asc" : "desc";
+        else { state.sort = c.sort; state.order = c.sort === "number" ? "desc" : "asc"; }
+        state.offset = 0; renderTableHead(); refreshTable();
+      } : null }, c.label))));
+    const old = table.querySelector("thead");
+    if (old) old.replaceWith(head); else table.prepend(head);
+  }
+
+  function tableQuery() {
+    const q = new URLSearchParams({ offset: state.offset, limit: state.limit, sort: state.sort, order: state.order });
+    if (state.states.size) q.set("state", [...state.states].join(","));
+    for (const f of state.filters) {
+      if (f.eq !== undefined) q.set("eq." + f.param, f.eq);
+      if (f.min !== undefined && f.min !== null) q.set("min." + f.param, f.min);
+      if (f.max !== undefined && f.max !== null) q.set("max." + f.param, f.max);
+    }
+    return q.toString();
+  }
+
+  async function refreshTable() {
+    const d = await api(`/studies/${enc(name)}/trials?` + tableQuery());
+    if (!table.querySelector("thead")) renderTableHead();
+    const cols = columns();
+    const rows = d.trials.map((t) => h("tr", { className: "clickable", "data-number": t.number,
+      onclick: () => { location.hash = `#/study/${enc(name)}/trial/${t.number}`; } },
+      cols.map((c) => {
+        if (c.key === "state") return h("td", {}, badge(t.state));
+        if (c.key === "number") return h("td", { className: "num" }, h("a", { href: `#/study/${enc(name)}/trial/${t.number}` }, t.number));
+        if (c.key.startsWith("param:")) return h("td", { className: "num" }, fmt(t.params[c.key.slice(6)]));
+        if (c.key === "duration") return h("td", { className: "num" }, fmtDuration(t.duration));
+        if (c.key === "started_at") return h("td", {}, fmtTime(t.started_at));
+        if (c.key === "failure_message") return h("td", { className: "wrap" }, t.failure_message || "");
+        return h("td", { className: typeof t[c.key] === "number" ? "num" : "" }, fmt(t[c.key]));
+      })));
+    let body = table.querySelector("tbody");
+    if (!body) { body = h("tbody", { id: "trials-body" }); table.append(body); }
+    body.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: cols.length, className: "muted" }, "No trials match."))]));
+    const last = Math.min(d.total, d.offset + d.trials.length);
+    pagerText.textContent = d.total ? `${d.offset + 1}–${last} of ${d.total}` : "0 of 0";
+    table.dataset.total = String(d.total);
+    prev.disabled = d.offset === 0;
+    next.disabled = last >= d.total;
+    chips.replaceChildren(...state.filters.map((f, i) => h("span", { className: "chip" },
+      f.eq !== undefined ? `${f.param} = ${f.eq}` : `${fmt(f.min)} ≤ ${f.param} ≤ ${fmt(f.max)}`,
+      h("button", { title: "remove", onclick: () => { state.filters.splice(i, 1); state.offset = 0; refreshTable(); } }, "×"))));
+  }
+
+  return {
+    async poll() {
+      const r = await api(`/studies/${enc(name)}/revision`);
+      if (r.revision === state.revision) return;
+      const first = state.revision === null;
+      state.revision = r.revision;
+      await refreshSummary();
+      await Promise.all([refreshHistory(), refreshTable(), refreshIntermediate(), refreshParameters(first)]);
+    },
+    fail(e) { if (state.revision === null) main.replaceChildren(h("p", { className: "error" }, e.message)); },
+  };
+}
+
+// -- one trial ------------------------------------------------------------------------------
+function trialView(main, name, number) {
+  let revision = null;
+  const box = h("div", {});
+  main.append(h("div", { className: "crumbs" }, h("a", { href: "#/" }, "Studies"), " / ",
+    h("a", { href: "#/study/" + enc(name) }, name), " / trial " + number), box);
+
+  function kvTable(obj, id) {
+    const keys = Object.keys(obj || {});
+    if (!keys.length) return h("p", { className: "muted" }, "none");
+    return h("table", { className: "kv", id }, h("tbody", {}, keys.map((k) =>
+      h("tr", {}, h("td", {}, k), h("td", { className: "num" }, fmt(obj[k]))))));
+  }
+
+  function render(t) {
+    const plotEl = h("div", { className: "plot", id: "trial-measurements-plot" });
+    const lease = t.lease ? `${t.lease.worker_id} · attempt ${t.lease.attempt} · ` +
+      (t.lease.seconds_left >= 0 ? `expires in ${t.lease.seconds_left.toFixed(0)} s` : `expired ${(-t.lease.seconds_left).toFixed(0)} s ago`) : "–";
+    box.replaceChildren(
+      h("h1", { id: "trial-title" }, `Trial #${t.number} `, badge(t.state)),
+      h("div", { className: "cards" },
+        card(t.metric, fmt(t.value), "trial-value"),
+        card("Duration", fmtDuration(t.duration)),
+        card("Attempt", String(t.attempt)),
+        card("Worker", t.worker_id || "–"),
+        card("Lease", lease, "trial-lease"),
+        card("Started", fmtTime(t.started_at)),
+        card("Finished", fmtTime(t.completed_at))),
+      t.failure_message ? h("p", { className: "error", id: "trial-failure" }, t.failure_message) : null,
+      h("div", { className: "grid2" },
+        h("div", { className: "panel" }, h("h2", {}, "Parameters"), kvTable(t.params, "trial-params")),
+        h("div", { className: "panel" }, h("h2", {}, "Metrics"), kvTable(t.metrics, "trial-metrics"))),
+      h("div", { className: "panel" }, h("h2", {}, "Attempts"),
+        h("table", { id: "trial-attempts" },
+          h("thead", {}, h("tr", {}, ["Attempt", "Worker", "State", "Started", "Ended", "Duration", "Failure"].map((c) => h("th", {}, c)))),
+          h("tbody", {}, t.attempts.map((a) => h("tr", {},
+            h("td", { className: "num" }, a.attempt), h("td", {}, a.worker_id || "–"), h("td", {}, badge(a.state)),
+            h("td", {}, fmtTime(a.started_at)), h("td", {}, fmtTime(a.ended_at)),
+            h("td", { className: "num" }, fmtDuration(a.duration)),
+            h("td", { className: "wrap" }, a.failure_message || "")))))),
+      h("div", { className: "panel" }, h("h2", {}, "Artifacts"),
+        t.artifacts.length ? h("table", { id: "trial-artifacts", className: "kv" }, h("tbody", {}, t.artifacts.map((a) =>
+          h("tr", {}, h("td", {}, a.kind), h("td", {}, h("span", { className: "path" }, a.path),
+            /^(https?:|file:)/.test(a.path) ? [" ", h("a", { href: a.path, target: "_blank", rel: "noopener" }, "open")] : null)))))
+          : h("p", { className: "muted" }, "No model, checkpoint or log directory recorded in this trial's tags.")),
+      h("div", { className: "panel" }, h("h2", {}, "Intermediate measurements"), plotEl,
+        h("div", { className: "note" }, `${t.measurements.length} measurements`)),
+      h("div", { className: "panel" }, h("h2", {}, "Tags"), h("pre", { id: "trial-tags" }, JSON.stringify(t.tags, null, 2))));
+    if (t.measurements.length) {
+      const byAttempt = new Map();
+      for (const m of t.measurements) {
+        if (!byAttempt.has(m.attempt)) byAttempt.set(m.attempt, []);
+        byAttempt.get(m.attempt).push(m);
+      }
+      const metricNames = [...new Set(t.measurements.flatMap((m) => Object.keys(m.metrics)))];
+      const traces = [];
+      for (const [attempt, ms] of byAttempt) {
+        for (const metric of metricNames) {
+          traces.push({ type: "scatter", mode: "lines+markers", name: `${metric} (attempt ${attempt})`,
+            x: ms.map((m) => m.step), y: ms.map((m) => (metric in m.metrics ? m.metrics[metric] : null)),
+            visible: metric === t.metric || metricNames.length <= 3 ? true : "legendonly" });
+        }
+      }
+      plot(plotEl, traces, { xaxis: { title: { text: "step" } } });
+    } else {
+      plotEl.replaceChildren(h("p", { className: "muted" }, "No intermediate measurements."));
+      plotEl.style.height = "auto";
+    }
+  }
+
+  return {
+    async poll() {
+      const r = await api(`/studies/${enc(name)}/revision`);
+      if (r.revision === revision) return;
+      revision = r.revision;
+      render(await api(`/studies/${enc(name)}/trials/${number}`));
+    },
+    fail(e) { if (revision === null || !box.children.length) box.replaceChildren(h("p", { className: "error" }, e.message)); },
+  };
+}
+
+// -- workers --------------------------------------------------------------------------------
+function workersView(main) {
+  const body = h("tbody", { id: "workers-body" });
+  const note = h("p", { className: "note" });
+  main.append(h("h1", {}, "Workers"), h("div", { className: "panel" },
+    h("table", { id: "workers-table" }, h("thead", {}, h("tr", {},
+      ["Worker", "Host", "Status", "Current trial", "Lease expires", "Last heartbeat"].map((c) => h("th", {}, c)))), body)), note);
+  return {
+    async poll() {
+      const d = await api("/workers");
+      note.textContent = `Alive: heard from within ${d.alive_seconds} s, or holding a live lease.`;
+      if (!d.workers.length) {
+        body.replaceChildren(h("tr", {}, h("td", { colspan: 6, className: "muted" }, "No worker has talked to the chief yet.")));
+        return;
+      }
+      body.replaceChildren(...d.workers.map((w) => {
+        const c = w.current_trial;
+        return h("tr", { "data-worker": w.id },
+          h("td", {}, w.id), h("td", {}, w.host || "–"),
+          h("td", {}, h("span", { className: "badge " + (w.alive ? "alive" : "dead") }, w.alive ? "alive" : "gone")),
+          h("td", {}, c ? h("a", { href: `#/study/${enc(c.study)}/trial/${c.number}` }, `${c.study} #${c.number} (attempt ${c.attempt})`) : "idle"),
+          h("td", {}, c && c.lease_expires_at ? ago(d.now, c.lease_expires_at).replace(" ago", "") + (c.lease_live ? " left" : " (expired)") : "–"),
+          h("td", { title: fmtTime(w.last_seen) }, ago(w.last_seen, d.now)));
+      }));
+    },
+  };
+}
