@@ -1,7 +1,6 @@
 """The study store: every study, trial, attempt, measurement and worker, in SQL.
 
-This file fixes the public interface the oracle, CLI and dashboard code against.
-(Bodies are being filled in; signatures and documented semantics are the contract.)
+The oracle, CLI and dashboard code against this interface.
 
 Rules (ARCHITECTURE.md):
 - A result is committed before the call that reported it returns.
@@ -10,15 +9,36 @@ Rules (ARCHITECTURE.md):
 - Reporting the same result twice returns the stored trial and changes nothing.
 - Leases live on the database clock (``db_now()``), never the caller's clock.
 - Trial numbers are unique per study and allocated without gaps under concurrency.
+
+How: every public method is one short transaction of one to three prepared statements
+(``UPDATE ... RETURNING`` rather than read-modify-write, see :mod:`hpsearch.store.sql`),
+retried when it loses a lock race (:func:`hpsearch.store.engine.run_transaction`).
+Methods return the value types of :mod:`hpsearch.records`, never ORM objects.  Expired
+leases are collected by :meth:`Store.expire_leases` (the chief calls it periodically);
+a report that arrives after its lease passed collects that one lease on the spot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, TypeVar
 
+from sqlalchemy import select
+from sqlalchemy.engine import URL, Connection
+
+from hpsearch.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    StaleAttemptError,
+)
 from hpsearch.records import (
     Attempt,
+    AttemptState,
     MeasurementRecord,
     Study,
     StudyState,
@@ -27,49 +47,185 @@ from hpsearch.records import (
     TrialState,
     Worker,
 )
-from hpsearch.space import Params, Space, StudyConfig
+from hpsearch.space import Goal, Params, Space, StudyConfig
+from hpsearch.store.engine import db_now, make_engine, normalize_url, run_transaction, safe_url
+from hpsearch.store.migrate import ensure_schema
+from hpsearch.store.sql import (
+    MEASUREMENTS,
+    TRIAL_COLUMNS,
+    TRIALS,
+    statements,
+    study_id_by_name,
+)
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///hpsearch.db"
+MAX_LEASE_SECONDS = 7 * 86400.0
+
+R = TypeVar("R")
 
 
 class Store:
     """One database.  Thread-safe; one instance per process is enough."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, upgrade: bool = True) -> None:
+    def __init__(
+        self,
+        url: str | URL = DEFAULT_URL,
+        *,
+        upgrade: bool = True,
+        pool_size: int = 8,
+        max_overflow: int = 40,
+    ) -> None:
         """Connect; on a new empty database apply the migrations (``upgrade=True``).
 
         An existing database at an older revision raises StorageError telling the user to
-        run ``hpsearch db upgrade --storage URL``.
+        run ``hpsearch db upgrade --storage URL``.  ``pool_size + max_overflow`` bounds the
+        connections this process opens.
         """
-        raise NotImplementedError
+        self.url = normalize_url(url)
+        self._engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow)
+        try:
+            ensure_schema(self._engine, upgrade=upgrade)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._sql = statements(self._engine.dialect.name)
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close every pooled connection.  The store must not be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({safe_url(self.url)!r})"
 
     def db_now(self) -> float:
         """The database clock, seconds since the epoch."""
-        raise NotImplementedError
+        return self._read(lambda conn: float(conn.execute(_NOW).scalar_one()))
 
     # -- studies ------------------------------------------------------------------------
     def create_study(self, config: StudyConfig, *, exist_ok: bool = False) -> Study:
         """AlreadyExistsError if the name is taken (unless ``exist_ok`` and configs match)."""
-        raise NotImplementedError
+        values = {
+            "b_study": config.name,
+            "b_config": config.to_dict(),
+            "b_state": StudyState.ACTIVE.value,
+            "b_goal": config.metric.goal.value,
+            "b_lease_seconds": float(config.lease_seconds),
+            "b_max_attempts": config.budget.max_attempts,
+        }
+
+        def body(conn: Connection) -> Study:
+            row = conn.execute(self._sql.create_study, values).first()
+            if row is not None:
+                return _study(row)
+            existing = conn.execute(self._sql.study_by_name, values).one()
+            study = _study(existing)
+            if exist_ok and study.config == config:
+                return study
+            if exist_ok:
+                raise AlreadyExistsError(
+                    f"study {config.name!r} already exists with a different configuration; "
+                    "choose another name, or delete the old study first"
+                )
+            raise AlreadyExistsError(
+                f"study {config.name!r} already exists; choose another name, pass exist_ok "
+                "(--exist-ok) to reuse an identical study, or delete the old one"
+            )
+
+        study = self._write(body, "create study")
+        logger.info("study created study=%s id=%d", study.name, study.id)
+        return study
 
     def get_study(self, name: str) -> Study:
         """NotFoundError if there is no such study."""
-        raise NotImplementedError
+
+        def body(conn: Connection) -> Study:
+            row = conn.execute(self._sql.study_by_name, {"b_study": name}).first()
+            if row is None:
+                raise _no_study(name)
+            return _study(row)
+
+        return self._read(body)
 
     def list_studies(self) -> list[StudySummary]:
-        raise NotImplementedError
+        """Every study by name, with its trial counts, best value and last activity.
+
+        Two queries whatever the number of studies.
+        """
+
+        def body(conn: Connection) -> list[StudySummary]:
+            studies = conn.execute(self._sql.all_studies).all()
+            by_study: dict[int, list[Any]] = {}
+            for stat in conn.execute(self._sql.study_stats):
+                by_study.setdefault(stat[0], []).append(stat)
+            summaries = []
+            for row in studies:
+                study = _study(row)
+                counts = {state: 0 for state in TrialState}
+                best: float | None = None
+                last = study.updated_at
+                for _, state, count, low, high, updated in by_study.get(study.id, []):
+                    counts[TrialState(state)] = int(count)
+                    if updated is not None:
+                        last = max(last, float(updated))
+                    if state == TrialState.COMPLETED.value and low is not None:
+                        best = low if study.config.metric.goal is Goal.MINIMIZE else high
+                summaries.append(
+                    StudySummary(study=study, counts=counts, best_value=best, last_activity=last)
+                )
+            return summaries
+
+        return self._read(body)
 
     def update_space(self, name: str, space: Space) -> Study:
         """Replace a study's declared space (Keras Tuner's UpdateSpace merges then calls this)."""
-        raise NotImplementedError
+
+        def body(conn: Connection) -> Study:
+            row = conn.execute(self._sql.study_config_for_update, {"b_study": name}).first()
+            if row is None:
+                raise _no_study(name)
+            config = StudyConfig.from_dict(row.config).with_space(space)
+            updated = conn.execute(
+                self._sql.set_study_config, {"b_study": name, "b_config": config.to_dict()}
+            ).one()
+            return _study(updated)
+
+        study = self._write(body, "update space")
+        logger.info("study space updated study=%s parameters=%d", name, len(space))
+        return study
 
     def set_study_state(self, name: str, state: StudyState) -> Study:
-        raise NotImplementedError
+        """Mark a study ACTIVE, COMPLETED or STOPPED."""
+        state = StudyState(state)
+
+        def body(conn: Connection) -> Study:
+            row = conn.execute(
+                self._sql.set_study_state, {"b_study": name, "b_state": state.value}
+            ).first()
+            if row is None:
+                raise _no_study(name)
+            return _study(row)
+
+        study = self._write(body, "set study state")
+        logger.info("study state set study=%s state=%s", name, state.value)
+        return study
 
     def delete_study(self, name: str) -> None:
-        raise NotImplementedError
+        """Delete a study with all its trials, attempts and measurements."""
+
+        def body(conn: Connection) -> None:
+            if conn.execute(self._sql.delete_study, {"b_study": name}).rowcount == 0:
+                raise _no_study(name)
+
+        self._write(body, "delete study")
+        logger.info("study deleted study=%s", name)
 
     # -- trials -------------------------------------------------------------------------
     def create_trial(
@@ -87,13 +243,77 @@ class Store:
         RUNNING as attempt 1 with a lease of ``lease_seconds`` (default: the study's),
         atomically, so no other worker can claim it.
         """
-        raise NotImplementedError
+        values: dict[str, Any] = {
+            "b_study": study,
+            "b_params": _check_params(params),
+            "b_tags": _check_json(dict(tags or {}), "tags"),
+            "b_metrics": {},
+            "b_worker": None if worker_id is None else _check_worker(worker_id),
+        }
+        lease = _check_lease(lease_seconds)
+
+        def body(conn: Connection) -> Trial:
+            counter = conn.execute(self._sql.next_number, values).first()
+            if counter is None:
+                raise _no_study(study)
+            args = {**values, "b_study_id": counter.id, "b_number": counter.trial_count - 1}
+            if values["b_worker"] is None:
+                return _trial(conn.execute(self._sql.insert_waiting_trial, args).one())
+            args["b_lease"] = counter.lease_seconds if lease is None else lease
+            row = conn.execute(self._sql.insert_running_trial, args).one()
+            conn.execute(
+                self._sql.insert_attempt,
+                {
+                    "b_trial_id": row.id,
+                    "b_attempt": 1,
+                    "b_worker": values["b_worker"],
+                    "b_started_at": row.started_at,
+                },
+            )
+            return _trial(row)
+
+        trial = self._write(body, "create trial")
+        logger.debug(
+            "trial created study=%s number=%d state=%s", study, trial.number, trial.state.value
+        )
+        return trial
 
     def claim_trial(
         self, study: str, worker_id: str, *, lease_seconds: float | None = None
     ) -> Trial | None:
         """Claim the lowest-numbered WAITING trial: RUNNING, attempt+1, lease. None if none."""
-        raise NotImplementedError
+        values = {
+            "b_study": study,
+            "b_worker": _check_worker(worker_id),
+            "b_lease": _check_lease(lease_seconds),
+        }
+
+        def body(conn: Connection) -> Trial | None:
+            row = conn.execute(self._sql.claim, values).first()
+            if row is None:
+                self._require_study(conn, study)
+                return None
+            conn.execute(
+                self._sql.insert_attempt,
+                {
+                    "b_trial_id": row.id,
+                    "b_attempt": row.attempt,
+                    "b_worker": values["b_worker"],
+                    "b_started_at": row.started_at,
+                },
+            )
+            return _trial(row)
+
+        trial = self._write(body, "claim trial")
+        if trial is not None:
+            logger.debug(
+                "trial claimed study=%s number=%d attempt=%d worker=%s",
+                study,
+                trial.number,
+                trial.attempt,
+                trial.worker_id,
+            )
+        return trial
 
     def renew_lease(
         self, study: str, number: int, attempt: int, *, lease_seconds: float | None = None
@@ -102,7 +322,20 @@ class Store:
 
         StaleAttemptError if the trial is not RUNNING at this attempt or its lease expired.
         """
-        raise NotImplementedError
+        values = {
+            "b_study": study,
+            "b_number": number,
+            "b_attempt": attempt,
+            "b_lease": _check_lease(lease_seconds),
+        }
+
+        def body(conn: Connection) -> Trial | BaseException:
+            row = conn.execute(self._sql.renew, values).first()
+            if row is not None:
+                return _trial(row)
+            return self._refuse(conn, values, "renew its lease")
+
+        return self._write(body, "renew lease")
 
     def complete_trial(
         self,
@@ -114,31 +347,105 @@ class Store:
     ) -> Trial:
         """RUNNING -> COMPLETED.  Idempotent for the same attempt; StaleAttemptError otherwise.
 
-        InvalidArgumentError for a NaN/inf value or metric.
+        A repeated report is the same when its value (and its metrics, if given) equal the
+        stored ones.  InvalidArgumentError for a NaN/inf value or metric; nothing is stored.
         """
-        raise NotImplementedError
+        checked = _check_number(value, "the objective value")
+        metric_data = _check_metrics(metrics)
+
+        def same(trial: Trial) -> bool:
+            return trial.value == checked and (metrics is None or trial.metrics == metric_data)
+
+        trial = self._leave_running(
+            self._sql.complete,
+            {
+                "b_study": study,
+                "b_number": number,
+                "b_attempt": attempt,
+                "b_value": checked,
+                "b_metrics": metric_data,
+            },
+            AttemptState.COMPLETED,
+            same,
+            f"complete it with value {checked!r}",
+        )
+        logger.debug("trial completed study=%s number=%d value=%r", study, number, checked)
+        return trial
 
     def fail_trial(
         self, study: str, number: int, attempt: int, message: str, *, retry: bool = False
     ) -> Trial:
         """End an attempt as FAILED.  With ``retry`` and attempts left, the trial goes back
         to WAITING for another attempt; otherwise the trial is FAILED.  Idempotent."""
-        raise NotImplementedError
+        message = str(message)
+        trial = self._leave_running(
+            self._sql.fail,
+            {
+                "b_study": study,
+                "b_number": number,
+                "b_attempt": attempt,
+                "b_retry": bool(retry),
+                "b_message": message,
+            },
+            AttemptState.FAILED,
+            lambda _trial: True,
+            "fail it",
+        )
+        logger.info(
+            "trial attempt failed study=%s number=%d attempt=%d state=%s message=%r",
+            study,
+            number,
+            attempt,
+            trial.state.value,
+            message[:200],
+        )
+        return trial
 
     def stop_trial(
         self, study: str, number: int, attempt: int, *, value: float | None = None
     ) -> Trial:
         """RUNNING -> STOPPED (early stopping, study finished).  Idempotent."""
-        raise NotImplementedError
+        checked = None if value is None else _check_number(value, "the objective value")
+        trial = self._leave_running(
+            self._sql.stop,
+            {"b_study": study, "b_number": number, "b_attempt": attempt, "b_value": checked},
+            AttemptState.STOPPED,
+            lambda _trial: True,
+            "stop it",
+        )
+        logger.debug("trial stopped study=%s number=%d", study, number)
+        return trial
 
     def expire_leases(self, study: str | None = None) -> list[Trial]:
         """Mark every RUNNING attempt whose lease has passed as LOST; each trial goes back to
         WAITING when it has attempts left (budget.max_attempts), else FAILED.  Returns the
-        trials changed."""
-        raise NotImplementedError
+        trials changed.  One indexed query when nothing expired."""
+        if study is None:
+            stmt, args = self._sql.lapsed_all, {}
+        else:
+            stmt, args = self._sql.lapsed_in_study, {"b_study": study}
+        trials = self._write(lambda conn: self._expire(conn, stmt, args), "expire leases")
+        for trial in trials:
+            logger.info(
+                "lease expired study_id=%d number=%d attempt=%d worker=%s state=%s",
+                trial.study_id,
+                trial.number,
+                trial.attempt,
+                trial.worker_id,
+                trial.state.value,
+            )
+        return trials
 
     def get_trial(self, study: str, number: int) -> Trial:
-        raise NotImplementedError
+        """NotFoundError if the study or the trial does not exist."""
+
+        def body(conn: Connection) -> Trial:
+            row = conn.execute(self._sql.trial, {"b_study": study, "b_number": number}).first()
+            if row is None:
+                self._require_trial(conn, study, number)
+            return _trial(row)
+
+        return self._read(body)
 
     def list_trials(
         self,
@@ -149,37 +456,450 @@ class Store:
         limit: int | None = None,
     ) -> list[Trial]:
         """Trials by number."""
-        raise NotImplementedError
+        stmt = select(*TRIAL_COLUMNS).where(TRIALS.c.study_id == study_id_by_name())
+        if states is not None:
+            stmt = stmt.where(TRIALS.c.state.in_([TrialState(s).value for s in states]))
+        stmt = stmt.order_by(TRIALS.c.number).offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+
+        def body(conn: Connection) -> list[Trial]:
+            rows = conn.execute(stmt, {"b_study": study}).all()
+            if not rows:
+                self._require_study(conn, study)
+            return [_trial(row) for row in rows]
+
+        return self._read(body)
 
     def count_trials(self, study: str) -> dict[TrialState, int]:
-        raise NotImplementedError
+        """Trials by state; every state is a key (0 when none)."""
+
+        def body(conn: Connection) -> dict[TrialState, int]:
+            rows = conn.execute(self._sql.count, {"b_study": study}).all()
+            if not rows:
+                raise _no_study(study)
+            counts = {state: 0 for state in TrialState}
+            for _, state, count in rows:
+                if state is not None:
+                    counts[TrialState(state)] = int(count)
+            return counts
+
+        return self._read(body)
 
     def best_trials(self, study: str, n: int = 1) -> list[Trial]:
-        """COMPLETED trials ordered best first under the study's goal."""
-        raise NotImplementedError
+        """COMPLETED trials ordered best first under the study's goal (ties: lower number)."""
+
+        def body(conn: Connection) -> list[Trial]:
+            rows = conn.execute(self._sql.best, {"b_study": study, "b_n": max(0, int(n))}).all()
+            if not rows:
+                self._require_study(conn, study)
+            return [_trial(row) for row in rows]
+
+        return self._read(body)
 
     def running_trial_of(self, study: str, worker_id: str) -> Trial | None:
-        """The RUNNING trial whose lease this worker holds, if any."""
-        raise NotImplementedError
+        """The RUNNING trial whose (unexpired) lease this worker holds, if any."""
+
+        def body(conn: Connection) -> Trial | None:
+            row = conn.execute(
+                self._sql.running_of, {"b_study": study, "b_worker": worker_id}
+            ).first()
+            if row is None:
+                self._require_study(conn, study)
+                return None
+            return _trial(row)
+
+        return self._read(body)
 
     def list_attempts(self, study: str, number: int) -> list[Attempt]:
-        raise NotImplementedError
+        """Every attempt of a trial, first to last."""
+
+        def body(conn: Connection) -> list[Attempt]:
+            rows = conn.execute(self._sql.attempts, {"b_study": study, "b_number": number}).all()
+            if not rows:
+                self._require_trial(conn, study, number)
+            return [
+                Attempt(
+                    trial_number=number,
+                    attempt=row.attempt,
+                    worker_id=row.worker_id,
+                    state=AttemptState(row.state),
+                    started_at=row.started_at,
+                    ended_at=row.ended_at,
+                    failure_message=row.failure_message,
+                )
+                for row in rows
+            ]
+
+        return self._read(body)
 
     # -- measurements -------------------------------------------------------------------
     def add_measurement(
         self, study: str, number: int, attempt: int, step: int, metrics: Mapping[str, float]
     ) -> MeasurementRecord:
-        """Record an intermediate measurement of a running attempt (idempotent per step)."""
-        raise NotImplementedError
+        """Record an intermediate measurement of a running attempt (idempotent per step).
+
+        The first report of a step wins: reporting the step again returns the stored
+        record.  StaleAttemptError when the attempt is not the running one.
+        """
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise InvalidArgumentError(f"step must be an integer >= 0, got {step!r}")
+        metric_data = _check_metrics(metrics)
+        if not metric_data:
+            raise InvalidArgumentError("a measurement needs at least one metric")
+        values = {
+            "b_study": study,
+            "b_number": number,
+            "b_attempt": attempt,
+            "b_step": step,
+            "b_metrics": metric_data,
+        }
+
+        def body(conn: Connection) -> MeasurementRecord | BaseException:
+            row = conn.execute(self._sql.add_measurement, values).first()
+            if row is None:
+                row = conn.execute(self._sql.measurement, values).first()
+                if row is None:
+                    refusal = self._refuse(conn, values, "add a measurement to it")
+                    assert isinstance(refusal, BaseException)  # no outcome: never a replay
+                    return refusal
+            return MeasurementRecord(
+                trial_number=number,
+                attempt=attempt,
+                step=step,
+                metrics=dict(row.metrics),
+                created_at=row.created_at,
+            )
+
+        return self._write(body, "add measurement")
 
     def list_measurements(self, study: str, number: int | None = None) -> list[MeasurementRecord]:
-        raise NotImplementedError
+        """Measurements of a study (or of one trial) by trial number, attempt and step."""
+        m, t = MEASUREMENTS.c, TRIALS.c
+        stmt = (
+            select(t.number, m.attempt, m.step, m.metrics, m.created_at)
+            .join(TRIALS, t.id == m.trial_id)
+            .where(t.study_id == study_id_by_name())
+        )
+        if number is not None:
+            stmt = stmt.where(t.number == number)
+        stmt = stmt.order_by(t.number, m.attempt, m.step)
+
+        def body(conn: Connection) -> list[MeasurementRecord]:
+            rows = conn.execute(stmt, {"b_study": study}).all()
+            if not rows:
+                if number is None:
+                    self._require_study(conn, study)
+                else:
+                    self._require_trial(conn, study, number)
+            return [
+                MeasurementRecord(
+                    trial_number=row.number,
+                    attempt=row.attempt,
+                    step=row.step,
+                    metrics=dict(row.metrics),
+                    created_at=row.created_at,
+                )
+                for row in rows
+            ]
+
+        return self._read(body)
 
     # -- workers ------------------------------------------------------------------------
     def touch_worker(
         self, worker_id: str, *, host: str | None = None, info: Mapping[str, Any] | None = None
     ) -> Worker:
-        raise NotImplementedError
+        """Record that a worker was heard from now (host and info kept unless given)."""
+        values = {
+            "b_worker": _check_worker(worker_id),
+            "b_host": host,
+            "b_info": {} if info is None else _check_json(dict(info), "worker info"),
+            "b_has_info": info is not None,
+        }
+
+        def body(conn: Connection) -> Worker:
+            return _worker(conn.execute(self._sql.touch_worker, values).one())
+
+        return self._write(body, "touch worker")
 
     def list_workers(self) -> list[Worker]:
-        raise NotImplementedError
+        """Every worker ever seen, by id."""
+        return self._read(
+            lambda conn: [_worker(row) for row in conn.execute(self._sql.workers).all()]
+        )
+
+    # -- internals ------------------------------------------------------------------------
+    def _read(self, fn: Callable[[Connection], R]) -> R:
+        return run_transaction(self._engine, fn, write=False, what="read")
+
+    def _write(self, fn: Callable[[Connection], R | BaseException], what: str) -> R:
+        # ``fn`` may return an exception: it is raised after the transaction commits (a
+        # refused report still commits the expiry of the lapsed lease it found).
+        result = run_transaction(self._engine, fn, write=True, what=what)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _leave_running(
+        self,
+        stmt: Any,
+        values: dict[str, Any],
+        outcome: AttemptState,
+        same: Callable[[Trial], bool],
+        action: str,
+    ) -> Trial:
+        """The one guarded transition out of RUNNING, with its idempotent replay."""
+        attempt_values = {
+            "b_attempt": values["b_attempt"],
+            "b_state": outcome.value,
+            "b_message": values.get("b_message"),
+        }
+
+        def body(conn: Connection) -> Trial | BaseException:
+            row = conn.execute(stmt, values).first()
+            if row is None:
+                return self._refuse(conn, values, action, outcome, same)
+            conn.execute(self._sql.end_attempt, {**attempt_values, "b_trial_id": row.id})
+            return _trial(row)
+
+        return self._write(body, f"{outcome.value.lower()} trial")
+
+    def _refuse(
+        self,
+        conn: Connection,
+        values: Mapping[str, Any],
+        action: str,
+        outcome: AttemptState | None = None,
+        same: Callable[[Trial], bool] | None = None,
+    ) -> Trial | BaseException:
+        """After a guarded UPDATE matched nothing: the stored trial for a replayed report,
+        else the error to raise (after committing the expiry of a lapsed lease)."""
+        study, number, attempt = values["b_study"], values["b_number"], values["b_attempt"]
+        row = conn.execute(self._sql.refusal_facts, values).first()
+        if row is None:
+            return _no_study(study)
+        if row.id is None:
+            return _no_trial(study, number)
+        trial = _trial(row)
+        head = f"trial {number} attempt {attempt} of study {study!r}"
+        if row.attempt_state is None:
+            return StaleAttemptError(
+                f"{head} does not exist (the trial's current attempt is {trial.attempt}, "
+                f"state {trial.state.value}); cannot {action}: report with the attempt number "
+                "you were given"
+            )
+        state = AttemptState(row.attempt_state)
+        if state is outcome and same is not None and same(trial):
+            logger.debug(
+                "repeated report study=%s number=%d attempt=%d outcome=%s",
+                study,
+                number,
+                attempt,
+                state.value,
+            )
+            return trial
+        if state is AttemptState.RUNNING:
+            # Still RUNNING at this attempt, so the guard failed on the lease: collect it now.
+            changed = self._expire(conn, self._sql.lapsed_trial, {"b_trial_id": row.id})
+            after = changed[0] if changed else trial
+            return StaleAttemptError(
+                f"{head} is no longer running: its lease expired at "
+                f"{_when(trial.lease_expires_at)} without a heartbeat and {_fate(after)}; "
+                f"cannot {action}: drop this result"
+            )
+        if state is AttemptState.LOST:
+            return StaleAttemptError(
+                f"{head} is no longer running: {row.attempt_failure or 'its lease expired'}, "
+                f"and {_fate(trial)}; cannot {action}: drop this result"
+            )
+        if state is not outcome:
+            return StaleAttemptError(
+                f"{head} already ended as {state.value}; cannot {action}: drop this result"
+            )
+        return StaleAttemptError(
+            f"{head} already ended as {state.value} with value {trial.value!r}; cannot "
+            f"{action}: a second, different report is refused"
+        )
+
+    def _expire(self, conn: Connection, stmt: Any, args: Mapping[str, Any]) -> list[Trial]:
+        """LOST for every lapsed RUNNING attempt ``stmt`` selects; WAITING or FAILED after."""
+        changed: list[Trial] = []
+        for trial_id, attempt, worker, expired_at, max_attempts in conn.execute(stmt, args).all():
+            reason = (
+                f"lease expired at {_when(expired_at)} without a heartbeat from worker {worker}"
+            )
+            retry = attempt < max_attempts
+            row = conn.execute(
+                self._sql.expire,
+                {
+                    "b_trial_id": trial_id,
+                    "b_attempt": attempt,
+                    "b_state": TrialState.WAITING.value if retry else TrialState.FAILED.value,
+                    "b_message": f"attempt {attempt} lost: {reason}"
+                    + ("" if retry else f"; gave up after {attempt} attempts"),
+                },
+            ).first()
+            if row is None:
+                continue
+            conn.execute(
+                self._sql.end_attempt,
+                {
+                    "b_trial_id": trial_id,
+                    "b_attempt": attempt,
+                    "b_state": AttemptState.LOST.value,
+                    "b_message": reason,
+                },
+            )
+            changed.append(_trial(row))
+        return changed
+
+    def _require_study(self, conn: Connection, study: str) -> None:
+        if conn.execute(self._sql.study_exists, {"b_study": study}).first() is None:
+            raise _no_study(study)
+
+    def _require_trial(self, conn: Connection, study: str, number: int) -> None:
+        if conn.execute(self._sql.trial_exists, {"b_study": study, "b_number": number}).first():
+            return
+        self._require_study(conn, study)
+        raise _no_trial(study, number)
+
+
+_NOW = select(db_now())
+
+
+def _no_study(name: str) -> NotFoundError:
+    return NotFoundError(
+        f"there is no study {name!r}; create it with `hpsearch study create FILE`, or list "
+        "studies with `hpsearch study list`"
+    )
+
+
+def _no_trial(study: str, number: int) -> NotFoundError:
+    return NotFoundError(
+        f"study {study!r} has no trial {number}; list its trials with `hpsearch trials {study}`"
+    )
+
+
+def _fate(trial: Trial) -> str:
+    if trial.state is TrialState.WAITING:
+        return f"the trial waits to be retried as attempt {trial.attempt + 1}"
+    if trial.state is TrialState.RUNNING:
+        return f"the trial was retried as attempt {trial.attempt}"
+    if trial.state is TrialState.FAILED:
+        return f"the trial FAILED after {trial.attempt} attempts"
+    return f"the trial is {trial.state.value} (attempt {trial.attempt})"
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "an unknown time"
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+
+
+# -- rows to records -----------------------------------------------------------------------------
+def _study(row: Any) -> Study:
+    return Study(
+        id=row.id,
+        name=row.name,
+        config=StudyConfig.from_dict(row.config),
+        state=StudyState(row.state),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _trial(row: Any) -> Trial:
+    return Trial(
+        study_id=row.study_id,
+        number=row.number,
+        state=TrialState(row.state),
+        params=dict(row.params),
+        attempt=row.attempt,
+        worker_id=row.worker_id,
+        lease_expires_at=row.lease_expires_at,
+        value=row.value,
+        metrics=dict(row.metrics or {}),
+        failure_message=row.failure_message,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        tags=dict(row.tags or {}),
+    )
+
+
+def _worker(row: Any) -> Worker:
+    return Worker(id=row.id, host=row.host, last_seen=row.last_seen, info=dict(row.info or {}))
+
+
+# -- argument checks ------------------------------------------------------------------------------
+def _check_number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"{what} must be a number, got {value!r}") from None
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidArgumentError(
+            f"{what} must be a finite number, got {number!r}; report a finite value, or fail "
+            "the trial instead"
+        )
+    return number
+
+
+def _check_metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise InvalidArgumentError(f"metrics must be a mapping of name to number, got {metrics!r}")
+    return {str(name): _check_number(v, f"metric {name!r}") for name, v in metrics.items()}
+
+
+def _check_params(params: Params) -> dict[str, Any]:
+    if not isinstance(params, Mapping):
+        raise InvalidArgumentError(f"params must be a mapping of name to value, got {params!r}")
+    checked: dict[str, Any] = {}
+    for name, value in params.items():
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"parameter names must be strings, got {name!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidArgumentError(f"parameter {name!r} must be finite, got {value!r}")
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise InvalidArgumentError(
+                f"parameter {name!r} must be a number, string or boolean, got {value!r}"
+            )
+        checked[name] = value
+    return checked
+
+
+def _check_json(data: dict[str, Any], what: str) -> dict[str, Any]:
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"{what} must be JSON-serializable with finite numbers: {exc}"
+        ) from None
+    return data
+
+
+def _check_lease(lease_seconds: float | None) -> float | None:
+    if lease_seconds is None:
+        return None
+    if (
+        isinstance(lease_seconds, bool)
+        or not isinstance(lease_seconds, (int, float))
+        or not 0 <= lease_seconds <= MAX_LEASE_SECONDS
+    ):
+        raise InvalidArgumentError(
+            f"lease_seconds must be a number of seconds in [0, {MAX_LEASE_SECONDS:g}], "
+            f"got {lease_seconds!r}"
+        )
+    return float(lease_seconds)
+
+
+def _check_worker(worker_id: str) -> str:
+    if not isinstance(worker_id, str) or not worker_id or len(worker_id) > 256:
+        raise InvalidArgumentError(
+            f"worker_id must be a non-empty string of at most 256 characters, got {worker_id!r}"
+        )
+    return worker_id

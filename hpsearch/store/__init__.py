@@ -1,0 +1,32 @@
+"""The study store: SQLAlchemy 2 models, transactions and Alembic migrations.
+
+``Store(url)`` (or ``open_store(url)``) opens SQLite (default ``sqlite:///hpsearch.db``)
+or PostgreSQL (``postgresql+psycopg://user@host/db``); ``upgrade(url)`` applies the
+schema migrations (``hpsearch db upgrade --storage URL``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL
+
+from hpsearch.store.api import DEFAULT_URL, Store
+from hpsearch.store.engine import normalize_url, safe_url
+from hpsearch.store.migrate import current_revision, downgrade, head_revision, upgrade
+
+
+def open_store(url: str | URL = DEFAULT_URL, *, upgrade: bool = True) -> Store:
+    """Open the store at ``url`` (a new, empty database gets the schema when ``upgrade``)."""
+    return Store(url, upgrade=upgrade)
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "Store",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "normalize_url",
+    "open_store",
+    "safe_url",
+    "upgrade",
+]

@@ -1,0 +1,276 @@
+"""Engines, the database clock and transaction retries for the study store.
+
+SQLite (the default, ``sqlite:///hpsearch.db``) runs in WAL mode with a busy timeout and
+foreign keys on; every write transaction starts with ``BEGIN IMMEDIATE`` so that
+concurrent writers queue on the database lock instead of failing half-way with
+"database is locked".  PostgreSQL is reached with psycopg 3 (``postgresql+psycopg://``;
+plain ``postgresql://`` is rewritten to it).  Transactions that lose a lock race
+(SQLite busy, PostgreSQL serialization failure or deadlock) are retried a bounded number
+of times with jittered backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Double, Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from hpsearch.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds a SQLite connection waits for the write lock before giving up.
+SQLITE_BUSY_TIMEOUT_S = 60.0
+#: Attempts of one transaction that keeps losing lock races before StorageError.
+MAX_TRANSACTION_ATTEMPTS = 8
+
+WRITE_OPTION = "hpsearch_write"
+_PG_RETRY_SQLSTATES = ("40001", "40P01")  # serialization_failure, deadlock_detected
+
+
+# -- the database clock ----------------------------------------------------------------------
+class db_now(FunctionElement[float]):
+    """The database clock as epoch seconds (a float), compiled per dialect.
+
+    SQLite: ``julianday('now')`` (millisecond resolution).  PostgreSQL:
+    ``clock_timestamp()``, the wall clock at evaluation time rather than the start of the
+    transaction, so a lease compared in a long transaction is still compared with now.
+    """
+
+    type = Double()
+    inherit_cache = True
+    name = "hpsearch_db_now"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(db_now, "postgresql")
+def _db_now_postgresql(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+
+
+@compiles(db_now)
+def _db_now_default(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    raise StorageError(
+        f"hpsearch supports SQLite and PostgreSQL only, not {compiler.dialect.name}; "
+        "use sqlite:///path.db or postgresql+psycopg://user@host/db"
+    )
+
+
+# -- URLs and engines ---------------------------------------------------------------------------
+def normalize_url(url: str | URL) -> URL:
+    """Parse a storage URL; ``postgresql://`` and ``postgres://`` become psycopg 3 URLs.
+
+    StorageError for a URL that is not SQLite or PostgreSQL.
+    """
+    text = str(url) if isinstance(url, URL) else url.strip()
+    if text.startswith("postgres://"):
+        text = "postgresql://" + text[len("postgres://") :]
+    try:
+        parsed = make_url(text)
+    except ArgumentError as exc:
+        raise StorageError(
+            f"storage URL {text!r} is not a database URL; use sqlite:///path/to/file.db or "
+            "postgresql+psycopg://user:password@host:5432/database"
+        ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgresql":
+        if driver not in ("", "psycopg"):
+            raise StorageError(
+                f"storage URL driver {parsed.drivername!r} is not supported; "
+                "use postgresql+psycopg://... (psycopg 3)"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise StorageError(
+                f"storage URL driver {parsed.drivername!r} is not supported; use sqlite:///path.db"
+            )
+        return parsed
+    raise StorageError(
+        f"storage URL {safe_url(parsed)!r} names {backend!r}; hpsearch stores studies in SQLite "
+        "(sqlite:///path.db) or PostgreSQL (postgresql+psycopg://user@host/db)"
+    )
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return (url if isinstance(url, URL) else make_url(url)).render_as_string(
+            hide_password=True
+        )
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def make_engine(url: str | URL, *, pool_size: int = 8, max_overflow: int = 40) -> Engine:
+    """An engine for a storage URL, configured for many threads and short transactions.
+
+    A SQLite file's parent directories are created.  ``pool_size + max_overflow`` bounds
+    the connections one process opens (48 by default: enough for 32+ RPC threads).
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, pool_size=pool_size, max_overflow=max_overflow)
+    try:
+        engine = create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=60,
+            pool_recycle=1800,
+        )
+    except (NoSuchModuleError, ArgumentError, ImportError) as exc:
+        raise StorageError(
+            f"cannot use {safe_url(parsed)}: {exc}; "
+            "install psycopg 3 (pip install 'psycopg[binary]')"
+        ) from exc
+    return engine
+
+
+def _sqlite_engine(url: URL, *, pool_size: int, max_overflow: int) -> Engine:
+    connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+    if is_memory_sqlite(url):
+        # One shared connection: an in-memory database exists once per connection.
+        engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+    else:
+        path = Path(url.database or "").expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the directory {str(path.parent)!r} for the SQLite database "
+                f"{str(path)!r}: {exc.strerror or exc}; choose a writable path with --storage"
+            ) from exc
+        engine = create_engine(
+            url,
+            connect_args=connect_args,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=60,
+        )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: SQLAlchemy's "begin" event below issues BEGIN
+        # itself, so pysqlite never starts a deferred transaction behind our back.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            if not is_memory_sqlite(url):
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A write transaction takes the write lock up front: waiting for it is governed by
+        # busy_timeout.  A deferred transaction that upgrades to a writer later fails with
+        # SQLITE_BUSY at once in WAL mode; that is the "database is locked" we avoid.
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+# -- transactions with retries --------------------------------------------------------------
+def run_transaction(
+    engine: Engine, fn: Callable[[Connection], T], *, write: bool, what: str = "transaction"
+) -> T:
+    """Run ``fn(conn)`` in one transaction and commit; retry it when it lost a lock race.
+
+    ``fn`` may run more than once, so it must have no effect outside the connection.
+    Database errors that are not lock races become StorageError with a hint.
+    """
+    delay = 0.005
+    for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
+        try:
+            with engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    return fn(conn)
+        except DBAPIError as exc:
+            retry = is_retryable(exc)
+            if not retry or attempt == MAX_TRANSACTION_ATTEMPTS:
+                raise storage_error(exc, engine.url, what) from exc
+            logger.info(
+                "transaction retried what=%s attempt=%d reason=%s",
+                what,
+                attempt,
+                _first_line(exc.orig),
+            )
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """Whether a failed transaction lost a race and may succeed when run again."""
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _PG_RETRY_SQLSTATES:
+        return True
+    message = str(exc.orig).lower()
+    return (
+        "database is locked" in message
+        or "database is busy" in message
+        or ("database table is locked" in message)
+    )
+
+
+def storage_error(exc: BaseException, url: URL, what: str = "operation") -> StorageError:
+    """A StorageError for a database failure, saying what to check."""
+    orig = getattr(exc, "orig", None) or exc
+    detail = _first_line(orig)
+    where = safe_url(url)
+    if url.get_backend_name() == "sqlite":
+        if "unable to open database file" in detail or "readonly" in detail:
+            hint = "check that the path exists and is writable, or pass another --storage"
+        elif "locked" in detail or "busy" in detail:
+            hint = "another process held the database too long; retry, or use PostgreSQL"
+        else:
+            hint = "check the file, or run `hpsearch db upgrade --storage URL`"
+    else:
+        lowered = detail.lower()
+        if "connection" in lowered or "connect" in lowered or "server" in lowered:
+            hint = (
+                "is PostgreSQL running and reachable? check host, port, user, password and "
+                "database in --storage (or $HPSEARCH_STORAGE)"
+            )
+        elif "does not exist" in lowered and ("relation" in lowered or "column" in lowered):
+            hint = f"run `hpsearch db upgrade --storage {where}`"
+        else:
+            hint = "check the database server's log"
+    return StorageError(f"database {what} failed on {where}: {detail}; {hint}")
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

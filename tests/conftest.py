@@ -1,0 +1,94 @@
+"""Shared fixtures: per-test isolated storage on SQLite and on PostgreSQL.
+
+``storage_url`` is parametrized over ``sqlite`` and ``postgres``, so a test that takes it
+(directly or through ``store``) runs once per back end:
+
+- ``sqlite``: a fresh database file in the test's ``tmp_path``;
+- ``postgres``: a fresh schema ``hps_<hex>`` in the database named by the environment
+  variable ``HPSEARCH_TEST_POSTGRES_URL`` (e.g.
+  ``postgresql+psycopg://postgres@127.0.0.1:5432/test``), selected with
+  ``?options=-csearch_path=<schema>`` so that every table, Alembic's ``alembic_version``
+  included, lives in it; the schema is dropped after the test.  Without the variable the
+  test is skipped with the reason "HPSEARCH_TEST_POSTGRES_URL is not set".  These cases
+  carry the ``postgres`` marker (``-m "not postgres"`` leaves them out).
+
+``store`` is an open :class:`hpsearch.store.Store` on ``storage_url`` (closed after the
+test).  ``sqlite_url`` and ``postgres_url`` give one back end only.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_ENV = "HPSEARCH_TEST_POSTGRES_URL"
+
+
+def _postgres_base_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A new SQLite database file (not yet created) in the test's temporary directory."""
+    return f"sqlite:///{tmp_path / 'hpsearch.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections use a new, empty PostgreSQL schema; dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    from hpsearch.store import normalize_url
+
+    base = normalize_url(_postgres_base_url())
+    schema = f"hps_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base, poolclass=_null_pool())
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # a configured but unreachable server is a failure, not a skip
+        admin.dispose()
+        pytest.fail(f"cannot create a schema on {POSTGRES_ENV}={base!s}: {exc}")
+    url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def storage_url(request: pytest.FixtureRequest) -> str:
+    """An isolated, empty database URL, once per back end (see the module docstring)."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(storage_url: str) -> Iterator[object]:
+    """An open :class:`hpsearch.store.Store` on ``storage_url``, closed after the test."""
+    from hpsearch.store import Store
+
+    opened = Store(storage_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _null_pool() -> type:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
