@@ -1,0 +1,308 @@
+"""The trial life cycle through the Store's public methods, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from hpsearch.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    StaleAttemptError,
+)
+from hpsearch.records import AttemptState, StudyState, TrialState
+from hpsearch.space import DoubleParam, Goal, Space
+from hpsearch.store import Store
+
+from .helpers import study_config
+
+
+def test_create_get_and_exist_ok(store: Store) -> None:
+    config = study_config("alpha")
+    created = store.create_study(config)
+    assert created.name == "alpha" and created.state is StudyState.ACTIVE
+    assert created.config == config
+    assert store.get_study("alpha") == created
+    assert store.create_study(config, exist_ok=True) == created
+    with pytest.raises(AlreadyExistsError, match="already exists"):
+        store.create_study(config)
+    with pytest.raises(AlreadyExistsError, match="different configuration"):
+        store.create_study(study_config("alpha", goal=Goal.MINIMIZE), exist_ok=True)
+    with pytest.raises(NotFoundError, match="no study 'beta'"):
+        store.get_study("beta")
+
+
+def test_claim_complete_and_idempotent_repeat(store: Store) -> None:
+    name = store.create_study(study_config()).name
+    waiting = store.create_trial(name, {"x": 0.5}, tags={"kt": "a1"})
+    assert (waiting.number, waiting.state, waiting.attempt) == (0, TrialState.WAITING, 0)
+    assert waiting.tags == {"kt": "a1"} and waiting.lease_expires_at is None
+
+    running = store.claim_trial(name, "w1", lease_seconds=30)
+    assert running is not None
+    assert (running.number, running.state, running.attempt) == (0, TrialState.RUNNING, 1)
+    assert running.worker_id == "w1"
+    assert running.lease_expires_at is not None
+    assert 29 < running.lease_expires_at - store.db_now() <= 30
+    assert store.running_trial_of(name, "w1") == running
+    assert store.claim_trial(name, "w2") is None
+
+    done = store.complete_trial(name, 0, 1, 0.75, {"loss": 0.1})
+    assert (done.state, done.value, done.metrics) == (TrialState.COMPLETED, 0.75, {"loss": 0.1})
+    assert done.lease_expires_at is None and done.completed_at is not None
+    assert store.complete_trial(name, 0, 1, 0.75, {"loss": 0.1}) == done
+    assert store.complete_trial(name, 0, 1, 0.75) == done
+    with pytest.raises(StaleAttemptError, match=r"already ended as COMPLETED with value 0.75"):
+        store.complete_trial(name, 0, 1, 0.5)
+    with pytest.raises(StaleAttemptError, match="already ended as COMPLETED"):
+        store.fail_trial(name, 0, 1, "late failure")
+    assert store.get_trial(name, 0) == done
+    assert store.running_trial_of(name, "w1") is None
+    [attempt] = store.list_attempts(name, 0)
+    assert (attempt.attempt, attempt.worker_id, attempt.state) == (1, "w1", AttemptState.COMPLETED)
+    assert attempt.ended_at is not None and attempt.ended_at >= attempt.started_at
+
+
+def test_create_trial_running_for_a_worker(store: Store) -> None:
+    name = store.create_study(study_config(lease_seconds=120)).name
+    trial = store.create_trial(name, {"x": 1}, worker_id="w9")
+    assert (trial.state, trial.attempt, trial.worker_id) == (TrialState.RUNNING, 1, "w9")
+    assert trial.lease_expires_at is not None
+    assert 119 < trial.lease_expires_at - store.db_now() <= 120  # the study's lease
+    assert store.claim_trial(name, "other") is None
+    assert [a.state for a in store.list_attempts(name, 0)] == [AttemptState.RUNNING]
+    assert store.complete_trial(name, 0, 1, 1.0).state is TrialState.COMPLETED
+
+
+def test_report_for_a_wrong_attempt_is_refused_and_changes_nothing(store: Store) -> None:
+    name = store.create_study(study_config()).name
+    store.create_trial(name, {})
+    running = store.claim_trial(name, "w1")
+    assert running is not None
+    with pytest.raises(StaleAttemptError, match=r"attempt 2 of study .* does not exist"):
+        store.complete_trial(name, 0, 2, 1.0)
+    with pytest.raises(StaleAttemptError):
+        store.renew_lease(name, 0, 0)
+    with pytest.raises(NotFoundError, match="no trial 5"):
+        store.complete_trial(name, 5, 1, 1.0)
+    with pytest.raises(NotFoundError, match="no study"):
+        store.complete_trial("nope", 0, 1, 1.0)
+    assert store.get_trial(name, 0) == running
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_values_are_refused_and_nothing_is_stored(store: Store, bad: float) -> None:
+    name = store.create_study(study_config()).name
+    store.create_trial(name, {})
+    running = store.claim_trial(name, "w1")
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        store.complete_trial(name, 0, 1, bad)
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        store.complete_trial(name, 0, 1, 1.0, {"loss": bad})
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        store.add_measurement(name, 0, 1, 1, {"loss": bad})
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        store.create_trial(name, {"x": bad})
+    assert store.get_trial(name, 0) == running
+    assert store.list_measurements(name) == []
+    assert store.count_trials(name)[TrialState.WAITING] == 0
+
+
+def test_lease_expiry_retries_then_fails_after_max_attempts(store: Store) -> None:
+    name = store.create_study(study_config(max_attempts=2)).name
+    store.create_trial(name, {"x": 1})
+
+    first = store.claim_trial(name, "w1", lease_seconds=0.3)
+    assert first is not None and first.attempt == 1
+    assert store.expire_leases(name) == []  # the lease has not passed yet
+    time.sleep(0.4)
+    [lost] = store.expire_leases(name)
+    assert (lost.number, lost.state, lost.attempt) == (0, TrialState.WAITING, 1)
+    assert lost.lease_expires_at is None
+    assert "attempt 1 lost: lease expired" in (lost.failure_message or "")
+    assert store.expire_leases(name) == []
+
+    with pytest.raises(StaleAttemptError, match=r"no longer running.*retried as attempt 2") as err:
+        store.complete_trial(name, 0, 1, 1.0)
+    assert "drop this result" in str(err.value)
+
+    second = store.claim_trial(name, "w2", lease_seconds=0.3)
+    assert second is not None and (second.attempt, second.worker_id) == (2, "w2")
+    assert second.failure_message is None
+    with pytest.raises(StaleAttemptError, match=r"trial 0 attempt 1 .* no longer running"):
+        store.complete_trial(name, 0, 1, 1.0)  # the late report of the dead attempt
+    assert store.renew_lease(name, 0, 2, lease_seconds=0.3).attempt == 2
+    time.sleep(0.4)
+    [failed] = store.expire_leases()
+    assert (failed.state, failed.attempt) == (TrialState.FAILED, 2)
+    assert failed.completed_at is not None
+    assert "gave up after 2 attempts" in (failed.failure_message or "")
+    assert store.claim_trial(name, "w3") is None
+    attempts = store.list_attempts(name, 0)
+    assert [(a.attempt, a.worker_id, a.state) for a in attempts] == [
+        (1, "w1", AttemptState.LOST),
+        (2, "w2", AttemptState.LOST),
+    ]
+
+
+def test_late_report_after_the_lease_collects_the_lease_at_once(store: Store) -> None:
+    name = store.create_study(study_config(max_attempts=3)).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1", lease_seconds=0)  # a lease that has already passed
+    with pytest.raises(StaleAttemptError, match=r"lease expired at .* waits to be retried"):
+        store.complete_trial(name, 0, 1, 3.0)
+    trial = store.get_trial(name, 0)
+    assert (trial.state, trial.attempt, trial.value) == (TrialState.WAITING, 1, None)
+    assert [a.state for a in store.list_attempts(name, 0)] == [AttemptState.LOST]
+    with pytest.raises(StaleAttemptError):
+        store.renew_lease(name, 0, 1)
+
+
+def test_fail_with_and_without_retry(store: Store) -> None:
+    name = store.create_study(study_config(max_attempts=2)).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1")
+    retried = store.fail_trial(name, 0, 1, "CUDA out of memory", retry=True)
+    assert (retried.state, retried.failure_message) == (TrialState.WAITING, "CUDA out of memory")
+    assert retried.completed_at is None
+    assert store.fail_trial(name, 0, 1, "CUDA out of memory", retry=True) == retried
+    store.claim_trial(name, "w2")
+    final = store.fail_trial(name, 0, 2, "again", retry=True)  # no attempts left
+    assert (final.state, final.attempt) == (TrialState.FAILED, 2)
+    assert final.completed_at is not None
+
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1")
+    assert store.fail_trial(name, 1, 1, "bad params").state is TrialState.FAILED
+    attempts = store.list_attempts(name, 0)
+    assert [(a.state, a.failure_message) for a in attempts] == [
+        (AttemptState.FAILED, "CUDA out of memory"),
+        (AttemptState.FAILED, "again"),
+    ]
+
+
+def test_stop_is_idempotent(store: Store) -> None:
+    name = store.create_study(study_config()).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1")
+    stopped = store.stop_trial(name, 0, 1, value=0.25)
+    assert (stopped.state, stopped.value) == (TrialState.STOPPED, 0.25)
+    assert store.stop_trial(name, 0, 1, value=0.25) == stopped
+    with pytest.raises(StaleAttemptError, match="already ended as STOPPED"):
+        store.complete_trial(name, 0, 1, 0.25)
+    assert store.best_trials(name) == []  # only COMPLETED trials rank
+
+
+def test_measurements_are_idempotent_per_step(store: Store) -> None:
+    name = store.create_study(study_config()).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1")
+    first = store.add_measurement(name, 0, 1, 1, {"acc": 0.5})
+    assert store.add_measurement(name, 0, 1, 1, {"acc": 0.9}) == first  # first report wins
+    store.add_measurement(name, 0, 1, 2, {"acc": 0.6, "loss": 1.5})
+    with pytest.raises(StaleAttemptError):
+        store.add_measurement(name, 0, 2, 1, {"acc": 0.7})
+    with pytest.raises(InvalidArgumentError):
+        store.add_measurement(name, 0, 1, -1, {"acc": 0.7})
+    store.complete_trial(name, 0, 1, 0.6)
+    assert store.add_measurement(name, 0, 1, 2, {"acc": 0.6, "loss": 1.5}).step == 2
+    with pytest.raises(StaleAttemptError, match="already ended as COMPLETED"):
+        store.add_measurement(name, 0, 1, 3, {"acc": 0.7})
+    rows = store.list_measurements(name)
+    assert [(m.trial_number, m.attempt, m.step, m.metrics) for m in rows] == [
+        (0, 1, 1, {"acc": 0.5}),
+        (0, 1, 2, {"acc": 0.6, "loss": 1.5}),
+    ]
+    assert store.list_measurements(name, 0) == rows
+    with pytest.raises(NotFoundError):
+        store.list_measurements(name, 7)
+
+
+@pytest.mark.parametrize(
+    ("goal", "expected"), [(Goal.MAXIMIZE, [3, 1, 4]), (Goal.MINIMIZE, [0, 2, 4])]
+)
+def test_best_trials_follow_the_goal(store: Store, goal: Goal, expected: list[int]) -> None:
+    name = store.create_study(study_config(goal=goal)).name
+    values = [0.1, 0.8, 0.3, 0.9, 0.5]
+    for value in values:
+        store.create_trial(name, {})
+        trial = store.claim_trial(name, "w")
+        assert trial is not None
+        store.complete_trial(name, trial.number, 1, value)
+    store.create_trial(name, {})  # a waiting trial never ranks
+    best = store.best_trials(name, 3)
+    assert [t.number for t in best] == expected
+    assert store.best_trials(name, 0) == []
+    summary = next(s for s in store.list_studies() if s.study.name == name)
+    assert summary.best_value == (0.9 if goal is Goal.MAXIMIZE else 0.1)
+
+
+def test_list_count_and_summaries(store: Store) -> None:
+    a = store.create_study(study_config("a-study")).name
+    b = store.create_study(study_config("b-study", goal=Goal.MINIMIZE)).name
+    for _ in range(4):
+        store.create_trial(a, {"x": 1})
+    store.claim_trial(a, "w1")
+    store.claim_trial(a, "w2")
+    store.complete_trial(a, 0, 1, 2.0)
+    assert [t.number for t in store.list_trials(a)] == [0, 1, 2, 3]
+    assert [t.number for t in store.list_trials(a, states=[TrialState.WAITING])] == [2, 3]
+    assert [t.number for t in store.list_trials(a, offset=1, limit=2)] == [1, 2]
+    counts = store.count_trials(a)
+    assert counts == {
+        TrialState.WAITING: 2,
+        TrialState.RUNNING: 1,
+        TrialState.COMPLETED: 1,
+        TrialState.FAILED: 0,
+        TrialState.STOPPED: 0,
+    }
+    assert sum(store.count_trials(b).values()) == 0
+    assert store.list_trials(b) == []
+    summaries = {s.study.name: s for s in store.list_studies()}
+    assert list(summaries) == [a, b]
+    assert summaries[a].counts == counts and summaries[a].best_value == 2.0
+    assert summaries[b].best_value is None
+    last = summaries[a].last_activity
+    assert last is not None and last >= summaries[a].study.created_at
+    with pytest.raises(NotFoundError):
+        store.count_trials("missing")
+    with pytest.raises(NotFoundError):
+        store.list_trials("missing")
+
+
+def test_update_space_state_and_delete(store: Store) -> None:
+    name = store.create_study(study_config()).name
+    space = Space((DoubleParam("lr", 1e-4, 1e-1),))
+    updated = store.update_space(name, space)
+    assert updated.config.space == space and store.get_study(name).config.space == space
+    assert store.set_study_state(name, StudyState.STOPPED).state is StudyState.STOPPED
+    store.create_trial(name, {"lr": 0.01})
+    store.claim_trial(name, "w1")
+    store.add_measurement(name, 0, 1, 1, {"acc": 0.1})
+    store.delete_study(name)
+    with pytest.raises(NotFoundError):
+        store.get_study(name)
+    with pytest.raises(NotFoundError):
+        store.delete_study(name)
+    # A new study of the same name starts from trial 0 with nothing left over.
+    store.create_study(study_config(name))
+    assert store.create_trial(name, {}).number == 0
+    assert store.list_measurements(name) == []
+
+
+def test_workers(store: Store) -> None:
+    first = store.touch_worker("w1", host="gpu-1", info={"gpus": 2})
+    again = store.touch_worker("w1")
+    assert (again.host, again.info) == ("gpu-1", {"gpus": 2})
+    assert again.last_seen >= first.last_seen
+    store.touch_worker("w0", info={"gpus": 0})
+    assert [w.id for w in store.list_workers()] == ["w0", "w1"]
+    with pytest.raises(InvalidArgumentError):
+        store.touch_worker("")
+
+
+def test_database_clock_is_seconds_since_the_epoch(store: Store) -> None:
+    assert abs(store.db_now() - time.time()) < 5
