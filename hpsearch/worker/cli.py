@@ -1,0 +1,170 @@
+"""``hpsearch worker``: flags, Keras Tuner's and Vertex AI's environment, then the loop.
+
+Where the chief is and who this worker is, first found wins:
+
+1. ``--oracle HOST:PORT`` and ``--worker-id``;
+2. Keras Tuner's ``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT`` and
+   ``KERASTUNER_TUNER_ID``;
+3. a Vertex AI CustomJob's ``CLUSTER_SPEC`` (or ``TF_CONFIG``): the chief is the first
+   replica of ``workerpool0`` (``chief`` in TF_CONFIG), on port ``KERASTUNER_ORACLE_PORT``
+   or 8000; the worker id is ``<pool>-<index>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hpsearch.errors import InvalidArgumentError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ORACLE_PORT = 8000
+
+
+def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
+    """Add ``hpsearch worker`` to the CLI."""
+    parser = subparsers.add_parser(
+        "worker",
+        help="ask the chief for trials and run them (Vertex AI trial contract)",
+        description="Runs trials of a study: for each, the trial command gets the trial's "
+        "parameters as --name=value flags and Vertex AI's environment (CLOUD_ML_TRIAL_ID, "
+        "CLOUD_ML_HP_METRIC_FILE, AIP_MODEL_DIR, AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR); "
+        "metrics reported with cloudml-hypertune go back to the chief. Exits 0 when the "
+        "study is finished.",
+        usage="hpsearch worker [--oracle HOST:PORT] [--study NAME] [options] -- COMMAND ...",
+    )
+    parser.add_argument(
+        "--oracle", default=None,
+        help="chief address HOST:PORT (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT,"
+        " else the chief of $CLUSTER_SPEC/$TF_CONFIG)",
+    )
+    parser.add_argument(
+        "--study", default=os.environ.get("HPSEARCH_STUDY"),
+        help="study to work on (default $HPSEARCH_STUDY, else the chief's only active study)",
+    )
+    parser.add_argument("--worker-id", default=None,
+                        help="this worker's id (default $KERASTUNER_TUNER_ID, else host-pid)")
+    parser.add_argument("--gpus-per-trial", type=int, default=1, metavar="K",
+                        help="GPUs per trial; runs floor(gpus / K) trials at once (0: CPU only)")
+    parser.add_argument("--gpus", default=None,
+                        help="comma-separated GPU indices to use (default: all detected)")
+    parser.add_argument(
+        "--output-dir", default=os.environ.get("HPSEARCH_OUTPUT_DIR", "hpsearch-output"),
+        help="base of the trials' AIP_* directories: <dir>/<study>/<trial>/{model,checkpoints,"
+        "logs}/ (a local path or gs://...; default ./hpsearch-output)",
+    )
+    parser.add_argument("--max-trials", type=int, default=None,
+                        help="leave after running this many trials")
+    parser.add_argument("--stop-grace", type=float, default=10.0,
+                        help="seconds between SIGTERM and SIGKILL when a trial is stopped")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="the trial command, after --")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpsearch.client import Client
+    from hpsearch.worker.loop import Worker, WorkerOptions
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    address, default_id = resolve_oracle(args.oracle, os.environ)
+    worker_id = args.worker_id or default_id
+    client = Client(address)
+    study = args.study or _only_active_study(client)
+    options = WorkerOptions(
+        oracle=address,
+        study=study,
+        command=command,
+        worker_id=worker_id,
+        output_dir=args.output_dir,
+        gpus_per_trial=args.gpus_per_trial,
+        gpus=None if args.gpus is None else [g.strip() for g in args.gpus.split(",") if g.strip()],
+        stop_grace_seconds=args.stop_grace,
+        max_trials=args.max_trials,
+    )
+    worker = Worker(options, client)
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("worker stopping signal=%s", signal.Signals(signum).name)
+        worker.shutdown()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        worker.run()
+    finally:
+        client.close()
+    return 0
+
+
+def resolve_oracle(flag: str | None, env: Mapping[str, str]) -> tuple[str, str]:
+    """The chief's address and this worker's default id, from the flag or the environment."""
+    default_id = env.get("KERASTUNER_TUNER_ID") or f"{socket.gethostname()}-{os.getpid()}"
+    port = env.get("KERASTUNER_ORACLE_PORT") or str(DEFAULT_ORACLE_PORT)
+    if flag:
+        return _address(flag, port), default_id
+    if env.get("KERASTUNER_ORACLE_IP"):
+        return _address(env["KERASTUNER_ORACLE_IP"], port), default_id
+    for variable in ("CLUSTER_SPEC", "TF_CONFIG"):
+        if env.get(variable):
+            host, task_id = _from_cluster(variable, env[variable])
+            return f"{host}:{port}", env.get("KERASTUNER_TUNER_ID") or task_id
+    raise InvalidArgumentError(
+        "where is the chief? pass --oracle HOST:PORT, or set KERASTUNER_ORACLE_IP (and "
+        "KERASTUNER_ORACLE_PORT), or run inside a Vertex AI CustomJob (CLUSTER_SPEC)"
+    )
+
+
+def _address(host: str, port: str) -> str:
+    host = host.strip()
+    if host.startswith("["):  # [::1]:8000 or [::1]
+        return host if "]:" in host else f"{host}:{port}"
+    if host.count(":") == 1:
+        return host
+    if host.count(":") > 1:  # a bare IPv6 address
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def _from_cluster(variable: str, text: str) -> tuple[str, str]:
+    try:
+        spec = json.loads(text)
+        cluster = spec["cluster"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgumentError(
+            f"${variable} is not the JSON Vertex AI sets ({{'cluster': ..., 'task': ...}})"
+        ) from None
+    for pool in ("workerpool0", "chief", "master"):
+        replicas = cluster.get(pool)
+        if replicas:
+            host = str(replicas[0]).rsplit(":", 1)[0]
+            break
+    else:
+        raise InvalidArgumentError(
+            f"${variable} names no chief: expected a workerpool0 (or chief) replica"
+        )
+    task = spec.get("task") or {}
+    task_id = f"{task.get('type', 'worker')}-{task.get('index', 0)}"
+    return host, task_id
+
+
+def _only_active_study(client: Any) -> str:
+    active = [s.name for s in client.list_studies() if s.state.value == "ACTIVE"]
+    if len(active) == 1:
+        return str(active[0])
+    if not active:
+        raise InvalidArgumentError(
+            "the chief has no active study; start it with --study FILE or pass --study NAME"
+        )
+    raise InvalidArgumentError(
+        f"the chief has several active studies ({', '.join(sorted(active))}); pass --study NAME"
+    )
