@@ -72,7 +72,7 @@ class AskResult:
 class LeaseAnswer:
     """The answer to a heartbeat or a measurement: the renewed trial and whether to stop."""
 
-    trial: Trial
+    trial: Trial | None  # None when the lease was not renewed by this call
     should_stop: bool = False
     reason: str = ""
 
@@ -142,12 +142,18 @@ class Oracle:
     def list_studies(self) -> list[StudySummary]:
         return self.store.list_studies()
 
+    def config(self, name: str) -> StudyConfig:
+        """A study's declaration from the oracle's mirror (no SQL on the hot path)."""
+        return self._runtime(name).config
+
     def update_space(self, name: str, space: Space) -> Study:
         """Add the parameters of ``space`` the study does not declare yet.
 
         Keras Tuner semantics: a parameter already declared keeps its declaration.
         """
         runtime = self._runtime(name)
+        if all(p.name in runtime.config.space for p in space):
+            return self.store.get_study(name)
         with runtime.cond:
             study = self.store.get_study(name)
             current = study.config.space
@@ -207,6 +213,7 @@ class Oracle:
         trial = self.store.renew_lease(
             study, number, attempt, lease_seconds=runtime.config.lease_seconds
         )
+        runtime.renewed_at[number] = (attempt, time.monotonic())
         return self._lease_answer(runtime, trial)
 
     def report(
@@ -217,10 +224,24 @@ class Oracle:
         clean = _finite_metrics(metrics, where=f"trial {number} step {step}")
         if step < 0:
             raise InvalidArgumentError(f"step must be >= 0, got {step}")
-        trial = self.store.renew_lease(
-            study, number, attempt, lease_seconds=runtime.config.lease_seconds
-        )
-        self.store.add_measurement(study, number, attempt, step, clean)
+        lease = runtime.config.lease_seconds
+        renewed = runtime.renewed_at.get(number)
+        if renewed is None or time.monotonic() - renewed[1] > lease / 4 or renewed[0] != attempt:
+            trial = self.store.renew_lease(study, number, attempt, lease_seconds=lease)
+            runtime.renewed_at[number] = (attempt, time.monotonic())
+            record = self.store.add_measurement(study, number, attempt, step, clean)
+        else:
+            # Renewed moments ago: the measurement alone (the store still refuses a stale
+            # attempt) saves a write per report.
+            record = self.store.add_measurement(study, number, attempt, step, clean)
+            trial = None
+        with runtime.cond:
+            cached = runtime.measured.get(number)
+            if cached is None or cached[0] != attempt:
+                cached = runtime.measured[number] = (attempt, {})
+            cached[1].setdefault(record.step, record)
+        if trial is None:
+            return LeaseAnswer(None, *self._stop_reason(runtime))
         return self._lease_answer(runtime, trial)
 
     def complete(
@@ -298,6 +319,14 @@ class Oracle:
 
     def measurements(self, study: str, number: int, attempt: int) -> list[MeasurementRecord]:
         """The intermediate measurements of one attempt, by step."""
+        runtime = self._runtime(study)
+        with runtime.cond:
+            cached = runtime.measured.get(number)
+            if cached is not None and cached[0] == attempt and number in runtime.running:
+                return [cached[1][step] for step in sorted(cached[1])]
+            running = runtime.running.get(number)
+            if running is not None and running[1] == attempt and running[2]:
+                return []  # handed out by this chief and nothing reported yet
         return [m for m in self.store.list_measurements(study, number) if m.attempt == attempt]
 
     def sweep(self) -> list[Trial]:
@@ -346,7 +375,8 @@ class Oracle:
                 runtime.total = max(runtime.total, trial.number + 1)
             if trial is None:
                 break
-            runtime.add_running(trial)
+            runtime.add_running(trial, fresh=True)
+            runtime.renewed_at[trial.number] = (trial.attempt, time.monotonic())
             runtime.pending_params[trial.number] = trial.params
             _log_trial(trial, runtime.name, event="started")
             trials.append(trial)
@@ -383,6 +413,8 @@ class Oracle:
             if current is None or current[1] != attempt:
                 return  # a repeated report: already accounted for
             runtime.forget_running(trial.number)
+            runtime.measured.pop(trial.number, None)
+            runtime.renewed_at.pop(trial.number, None)
             params = runtime.pending_params.pop(trial.number, trial.params)
             if trial.state is TrialState.COMPLETED and trial.value is not None:
                 runtime.completed += 1
@@ -401,9 +433,12 @@ class Oracle:
             self._suggest_wakeup.set()
 
     def _lease_answer(self, runtime: _StudyRuntime, trial: Trial) -> LeaseAnswer:
+        return LeaseAnswer(trial, *self._stop_reason(runtime))
+
+    def _stop_reason(self, runtime: _StudyRuntime) -> tuple[bool, str]:
         if runtime.state is StudyState.STOPPED:
-            return LeaseAnswer(trial, True, "the study was stopped")
-        return LeaseAnswer(trial)
+            return True, "the study was stopped"
+        return False, ""
 
     def _value_from_measurements(
         self, config: StudyConfig, study: str, number: int, attempt: int
@@ -447,12 +482,22 @@ class Oracle:
             runtime.completed = counts.get(TrialState.COMPLETED, 0)
             runtime.failed = counts.get(TrialState.FAILED, 0)
             runtime.stopped = counts.get(TrialState.STOPPED, 0)
+            before = runtime.running.copy()
             runtime.running.clear()
             runtime.by_worker.clear()
             runtime.pending_params.clear()
             for trial in running:
-                runtime.add_running(trial)
+                known = before.get(trial.number)
+                fresh = known is not None and known[1] == trial.attempt and known[2]
+                runtime.add_running(trial, fresh=fresh)
                 runtime.pending_params[trial.number] = trial.params
+            for cache in (runtime.measured, runtime.renewed_at):
+                for number in list(cache):
+                    if (
+                        number not in runtime.running
+                        or cache[number][0] != (runtime.running[number][1])
+                    ):
+                        del cache[number]
             if load_history:
                 completed = self.store.list_trials(runtime.name, states=[TrialState.COMPLETED])
                 runtime.history = [
@@ -542,7 +587,12 @@ class _StudyRuntime:
         self.completed = 0
         self.failed = 0
         self.stopped = 0
-        self.running: dict[int, tuple[str | None, int]] = {}
+        # number -> (worker, attempt, handed out by this chief since it started)
+        self.running: dict[int, tuple[str | None, int, bool]] = {}
+        # number -> (attempt, step -> measurement) of running attempts, as reported here
+        self.measured: dict[int, tuple[int, dict[int, MeasurementRecord]]] = {}
+        # number -> (attempt, monotonic time of the last lease renewal)
+        self.renewed_at: dict[int, tuple[int, float]] = {}
         self.by_worker: dict[str, set[int]] = {}
         self.pending_params: dict[int, Params] = {}
         self.history: list[search.Observation] = []
@@ -580,8 +630,8 @@ class _StudyRuntime:
             return True
         return self.dirty and self.config.algorithm not in _CHEAP_ALGORITHMS
 
-    def add_running(self, trial: Trial) -> None:
-        self.running[trial.number] = (trial.worker_id, trial.attempt)
+    def add_running(self, trial: Trial, *, fresh: bool = False) -> None:
+        self.running[trial.number] = (trial.worker_id, trial.attempt, fresh)
         if trial.worker_id:
             self.by_worker.setdefault(trial.worker_id, set()).add(trial.number)
 

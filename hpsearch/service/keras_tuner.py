@@ -108,7 +108,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
             return service_pb2.CreateTrialResponse(trial=kt_pb2.Trial(status=kt_pb2.STOPPED))
         if answer.status is AskStatus.WAIT:
             return service_pb2.CreateTrialResponse(trial=kt_pb2.Trial(status=kt_pb2.IDLE))
-        config = self.oracle.get_study(name).config
+        config = self.oracle.config(name)
         return service_pb2.CreateTrialResponse(trial=self._trial_proto(config, answer.trials[0]))
 
     @rpc
@@ -117,7 +117,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
     ) -> service_pb2.UpdateTrialResponse:
         name = self._study()
         number, attempt = parse_trial_id(request.trial_id)
-        config = self.oracle.get_study(name).config
+        config = self.oracle.config(name)
         metrics, dropped = _split_finite(request.metrics)
         if dropped:
             logger.warning(
@@ -134,7 +134,8 @@ class KerasTunerServicer(service_grpc.OracleServicer):
             answer = self.oracle.report(name, number, attempt, max(0, request.step), metrics)
         else:  # nothing storable: still a sign of life
             answer = self.oracle.heartbeat(name, number, attempt)
-        proto = self._trial_proto(config, answer.trial)
+        trial = answer.trial or self.oracle.get_trial(name, number)
+        proto = self._trial_proto(config, trial, attempt=attempt)
         if answer.should_stop:
             proto.status = kt_pb2.STOPPED
         return service_pb2.UpdateTrialResponse(trial=proto)
@@ -150,7 +151,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         with self._lock:
             non_finite = self._non_finite.pop((number, attempt), None)
         if sent.status == kt_pb2.COMPLETED and non_finite is None:
-            config = self.oracle.get_study(name).config
+            config = self.oracle.config(name)
             try:
                 self.oracle.complete(
                     name, number, attempt, value=_score_of(config, sent), metrics={}
@@ -179,7 +180,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         self, request: service_pb2.GetBestTrialsRequest, context: grpc.ServicerContext
     ) -> service_pb2.GetBestTrialsResponse:
         name = self._study()
-        config = self.oracle.get_study(name).config
+        config = self.oracle.config(name)
         count = max(1, min(int(request.num_trials or 1), 1000))
         trials = self.oracle.best_trials(name, count)
         return service_pb2.GetBestTrialsResponse(
@@ -192,7 +193,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
     ) -> service_pb2.GetTrialResponse:
         name = self._study()
         number, attempt = parse_trial_id(request.trial_id)
-        config = self.oracle.get_study(name).config
+        config = self.oracle.config(name)
         trial = self.oracle.get_trial(name, number)
         proto = self._trial_proto(config, trial, attempt=attempt)
         return service_pb2.GetTrialResponse(trial=proto)

@@ -98,7 +98,7 @@ class StudyServicer(pb2_grpc.StudyServiceServicer):
         answer = self.oracle.heartbeat(study, request.number, request.attempt)
         return pb2.HeartbeatResponse(
             should_stop=answer.should_stop,
-            lease_expires_at=answer.trial.lease_expires_at or 0.0,
+            lease_expires_at=(answer.trial.lease_expires_at or 0.0) if answer.trial else 0.0,
             reason=answer.reason,
         )
 
@@ -111,7 +111,7 @@ class StudyServicer(pb2_grpc.StudyServiceServicer):
         answer = self.oracle.report(study, request.number, request.attempt, request.step, metrics)
         return pb2.ReportMeasurementResponse(
             should_stop=answer.should_stop,
-            lease_expires_at=answer.trial.lease_expires_at or 0.0,
+            lease_expires_at=(answer.trial.lease_expires_at or 0.0) if answer.trial else 0.0,
             reason=answer.reason,
         )
 

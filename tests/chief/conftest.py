@@ -23,12 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def chief_storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The shared per-test ``storage_url`` fixture when present, else a SQLite file."""
-    try:
-        return str(request.getfixturevalue("storage_url"))
-    except pytest.FixtureLookupError:
-        return f"sqlite:///{tmp_path / 'chief.db'}"
+def chief_storage(storage_url: str) -> str:
+    """The shared per-test storage (SQLite, and PostgreSQL when configured)."""
+    return storage_url
 
 
 @pytest.fixture

@@ -1,0 +1,510 @@
+"""Chief throughput: no-op trials over Keras Tuner's gRPC protocol, hpsearch vs Keras Tuner.
+
+Every chief is driven by the same client loop, built on hpsearch's generated
+``keras_tuner.Oracle`` stubs and making a stock Keras Tuner worker's calls per trial:
+CreateTrial -> GetTrial -> UpdateTrial -> EndTrial.  N threads (one channel each) run the
+loop for a fixed time; we report trials/s and per-trial latency (CreateTrial sent to
+EndTrial answered), p50 and p99.
+
+Chiefs (each a subprocess, started fresh per row):
+- hpsearch on SQLite (a new file per row) and on PostgreSQL (a fresh database per row;
+  ``--postgres URL`` or $HPSEARCH_TEST_POSTGRES_URL, skipped when neither is set);
+- Keras Tuner 1.4.8's own chief: a ``RandomSearch`` tuner run with
+  ``KERASTUNER_TUNER_ID=chief``, whose ``search()`` starts its oracle server.
+
+Both search with algorithm **random**, so that the cost of a Bayesian model fit does not
+dominate what is a measure of the chief's scheduling and storage path.
+
+Also measured: latency at study sizes 100 vs 10,000 trials (hpsearch), and the calls per
+second a waiting worker makes when the study's parallel limit is reached.
+
+    python benchmarks/throughput.py                      # full run (several minutes)
+    python benchmarks/throughput.py --quick              # short smoke run
+Results are printed and written to benchmarks/results/throughput.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hpsearch.protos import keras_tuner_pb2 as kt  # noqa: E402
+from hpsearch.protos import keras_tuner_service_pb2 as svc  # noqa: E402
+from hpsearch.protos import keras_tuner_service_pb2_grpc as svc_grpc  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "throughput.md"
+
+KT_CHIEF_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras_tuner
+
+    def build(hp):
+        hp.Float("lr", 0.001, 0.1, sampling="log")
+        hp.Int("units", 4, 16)
+        return None  # the chief never trains
+
+    tuner = keras_tuner.RandomSearch(
+        build,
+        objective=keras_tuner.Objective("score", "max"),
+        max_trials=10**7,
+        directory=sys.argv[1],
+        project_name="bench",
+        overwrite=True,
+    )
+    tuner.search()  # KERASTUNER_TUNER_ID=chief: serves the oracle until stopped
+    """
+)
+
+
+@dataclass
+class Run:
+    chief: str
+    workers: int
+    trials: int
+    seconds: float
+    latencies: list[float]
+    errors: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.trials / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+# -- the client loop (a stock worker's calls, no training) -------------------------------------
+def worker_loop(
+    address: str,
+    tuner_id: str,
+    stop: threading.Event,
+    latencies: list[float],
+    errors: list[int],
+    max_trials: int | None = None,
+) -> None:
+    done = 0
+    with grpc.insecure_channel(address) as channel:
+        stub = svc_grpc.OracleStub(channel)
+        while not stop.is_set() and (max_trials is None or done < max_trials):
+            started = time.perf_counter()
+            try:
+                trial = stub.CreateTrial(
+                    svc.CreateTrialRequest(tuner_id=tuner_id), timeout=60
+                ).trial
+                if trial.status == kt.STOPPED:
+                    return
+                if trial.status == kt.IDLE:
+                    continue
+                stub.GetTrial(svc.GetTrialRequest(trial_id=trial.trial_id), timeout=60)
+                stub.UpdateTrial(
+                    svc.UpdateTrialRequest(
+                        trial_id=trial.trial_id, metrics={"score": random.random()}, step=1
+                    ),
+                    timeout=60,
+                )
+                ended = kt.Trial(
+                    trial_id=trial.trial_id,
+                    status=kt.COMPLETED,
+                    hyperparameters=trial.hyperparameters,
+                )
+                stub.EndTrial(svc.EndTrialRequest(trial=ended), timeout=60)
+            except grpc.RpcError:
+                errors.append(1)
+                time.sleep(0.05)
+                continue
+            latencies.append(time.perf_counter() - started)
+            done += 1
+
+
+def drive(address: str, chief: str, workers: int, seconds: float, warmup: float) -> Run:
+    """Run ``workers`` loops for ``warmup + seconds``; count what ends in the last ``seconds``."""
+    stop = threading.Event()
+    per_thread: list[list[float]] = [[] for _ in range(workers)]
+    errors: list[int] = []
+    threads = [
+        threading.Thread(
+            target=worker_loop, args=(address, f"w{i}", stop, per_thread[i], errors), daemon=True
+        )
+        for i in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(warmup)
+    marks = [len(lat) for lat in per_thread]
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    counts = [len(lat) for lat in per_thread]
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    window = [x for lat, m, c in zip(per_thread, marks, counts, strict=True) for x in lat[m:c]]
+    return Run(
+        chief,
+        workers,
+        sum(c - m for c, m in zip(counts, marks, strict=True)),
+        elapsed,
+        window,
+        len(errors),
+    )
+
+
+# -- chiefs ----------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(address: str, proc: subprocess.Popen[bytes], timeout: float, health: bool) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"chief exited with {proc.returncode}")
+            try:
+                if health:
+                    reply = health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=1
+                    )
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                else:
+                    svc_grpc.OracleStub(channel).GetSpace(svc.GetSpaceRequest(), timeout=1)
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise TimeoutError(f"chief at {address} not ready in {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextmanager
+def hpsearch_chief(
+    storage: str, workdir: Path, *, max_trials: int = 10**7, parallel: int = 64
+) -> Iterator[str]:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    study = workdir / f"{name}.yaml"
+    study.write_text(
+        textwrap.dedent(
+            f"""\
+            name: {name}
+            metric: {{name: score, goal: maximize}}
+            parameters:
+              lr: {{type: double, min: 0.001, max: 0.1, scale: log}}
+              units: {{type: integer, min: 4, max: 16}}
+            budget: {{max_trials: {max_trials}, parallel_trials: {parallel}}}
+            algorithm: random
+            lease_seconds: 120
+            """
+        )
+    )
+    port = free_port()
+    log = (workdir / f"{name}.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpsearch.chief",
+            "--storage",
+            storage,
+            "--study",
+            str(study),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_ready(f"127.0.0.1:{port}", proc, 60, health=True)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+
+
+@contextmanager
+def keras_tuner_chief(workdir: Path) -> Iterator[str]:
+    port = free_port()
+    script = workdir / "kt_chief.py"
+    script.write_text(KT_CHIEF_SCRIPT)
+    env = dict(
+        os.environ,
+        KERASTUNER_TUNER_ID="chief",
+        KERASTUNER_ORACLE_IP="127.0.0.1",
+        KERASTUNER_ORACLE_PORT=str(port),
+        CUDA_VISIBLE_DEVICES="",
+    )
+    project = workdir / f"kt-{uuid.uuid4().hex[:8]}"
+    log = (workdir / f"{project.name}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(project)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_ready(f"127.0.0.1:{port}", proc, 180, health=False)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()  # its server loop only exits after a STOPPED trial
+        proc.wait(10)
+        shutil.rmtree(project, ignore_errors=True)
+
+
+@contextmanager
+def postgres_database(base_url: str) -> Iterator[str]:
+    """A fresh database on the server of ``base_url``, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base_url)
+    name = f"hpsearch_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def storages(workdir: Path, postgres: str | None) -> Iterator[tuple[str, Iterator[str]]]:
+    def sqlite() -> Iterator[str]:
+        yield f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+
+    yield "hpsearch (SQLite)", contextmanager(sqlite)()
+    if postgres:
+        yield "hpsearch (PostgreSQL)", postgres_database(postgres)
+
+
+# -- the measurements ------------------------------------------------------------------------
+def throughput(args: argparse.Namespace, workdir: Path) -> list[Run]:
+    runs: list[Run] = []
+    for label, storage_cm in storages(workdir, args.postgres):
+        with storage_cm as storage:
+            for n in args.workers:
+                with hpsearch_chief(storage, workdir) as address:
+                    run = drive(address, label, n, args.seconds, args.warmup)
+                runs.append(run)
+                log_run(run)
+    if not args.skip_keras_tuner:
+        for n in args.workers:
+            with keras_tuner_chief(workdir) as address:
+                run = drive(address, "Keras Tuner 1.4.8 chief", n, args.seconds, args.warmup)
+            runs.append(run)
+            log_run(run)
+    return runs
+
+
+def study_size(args: argparse.Namespace, workdir: Path) -> list[tuple[str, int, Run]]:
+    """Latency of a 4-worker window at ~100 trials and at ~``args.big`` trials."""
+    rows = []
+    for label, storage_cm in storages(workdir, args.postgres):
+        with storage_cm as storage, hpsearch_chief(storage, workdir) as address:
+            latencies: list[float] = []
+            errors: list[int] = []
+            fill(address, 100, latencies, errors)
+            small = drive(address, label, 4, args.size_seconds, 0.5)
+            rows.append((label, 100, small))
+            log_run(small, "size~100 ")
+            fill(address, args.big, latencies, errors)
+            big = drive(address, label, 4, args.size_seconds, 0.5)
+            rows.append((label, args.big, big))
+            log_run(big, f"size~{args.big} ")
+    return rows
+
+
+def fill(address: str, total: int, latencies: list[float], errors: list[int]) -> None:
+    """Run trials with 8 workers until the study holds about ``total`` trials."""
+    started = time.perf_counter()
+    threads = []
+    per = max(1, total // 8)
+    stop = threading.Event()
+    for i in range(8):
+        thread = threading.Thread(
+            target=worker_loop,
+            args=(address, f"fill{i}-{uuid.uuid4().hex[:4]}", stop, latencies, errors, per),
+            daemon=True,
+        )
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    print(f"  filled {len(latencies)} trials in {time.perf_counter() - started:.1f}s", flush=True)
+
+
+def waiting_calls(args: argparse.Namespace, workdir: Path) -> tuple[int, float, float]:
+    """Calls/s of a stock-protocol worker while the only parallel slot is taken."""
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = f"sqlite:///{Path(tmp) / 'wait.db'}"
+        with (
+            hpsearch_chief(storage, workdir, parallel=1) as address,
+            grpc.insecure_channel(address) as channel,
+        ):
+            stub = svc_grpc.OracleStub(channel)
+            held = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="holder"), timeout=10)
+            assert held.trial.status == kt.RUNNING
+            calls, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < args.wait_seconds:
+                reply = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="waiter"), timeout=30)
+                assert reply.trial.status == kt.IDLE
+                calls += 1
+            elapsed = time.perf_counter() - t0
+    return calls, elapsed, calls / elapsed
+
+
+def log_run(run: Run, prefix: str = "") -> None:
+    print(
+        f"  {prefix}{run.chief:28s} workers={run.workers:2d} trials={run.trials:5d} "
+        f"rate={run.rate:7.1f}/s p50={run.pct(0.5):6.1f}ms p99={run.pct(0.99):7.1f}ms "
+        f"errors={run.errors}",
+        flush=True,
+    )
+
+
+# -- report ----------------------------------------------------------------------------------
+def report(
+    args: argparse.Namespace,
+    runs: list[Run],
+    sizes: list[tuple[str, int, Run]],
+    waiting: tuple[int, float, float] | None,
+) -> str:
+    lines = [
+        "# Chief throughput: hpsearch vs Keras Tuner's chief",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+        f"{platform.machine()} with {os.cpu_count()} CPU cores (shared with other work: "
+        f"expect noise), Python {platform.python_version()}.",
+        "",
+        f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`".rstrip(),
+        "",
+        "No-op trials over Keras Tuner's gRPC protocol: every chief is driven by the same "
+        "client loop (CreateTrial -> GetTrial -> UpdateTrial -> EndTrial, a stock worker's "
+        "calls), one thread and channel per worker, in the same process as each other. "
+        "Algorithm **random** on both sides, so a Bayesian model fit does not dominate. "
+        f"Each row: {args.warmup:g} s warm-up, then {args.seconds:g} s measured. Latency is "
+        "per trial (CreateTrial sent to EndTrial answered).",
+        "",
+        "| chief | workers | trials/s | p50 latency (ms) | p99 latency (ms) | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        lines.append(
+            f"| {run.chief} | {run.workers} | {run.rate:.1f} | {run.pct(0.5):.1f} | "
+            f"{run.pct(0.99):.1f} | {run.errors} |"
+        )
+    kt16 = [
+        r for r in runs if r.chief.startswith("Keras Tuner") and r.workers == max(args.workers)
+    ]
+    if kt16:
+        lines += ["", f"Ratio to Keras Tuner's chief at {kt16[0].workers} workers:"]
+        for run in runs:
+            if run.workers == kt16[0].workers and not run.chief.startswith("Keras Tuner"):
+                ratio = run.rate / kt16[0].rate if kt16[0].rate else float("inf")
+                lines.append(f"- {run.chief}: {ratio:.1f}x")
+    if sizes:
+        lines += [
+            "",
+            "## Latency vs study size (hpsearch, 4 workers)",
+            "",
+            "| chief | trials in study | trials/s | p50 latency (ms) | p99 latency (ms) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for label, size, run in sizes:
+            lines.append(
+                f"| {label} | ~{size:,} | {run.rate:.1f} | {run.pct(0.5):.1f} | "
+                f"{run.pct(0.99):.1f} |"
+            )
+    if waiting is not None:
+        calls, elapsed, rate = waiting
+        lines += [
+            "",
+            "## A waiting worker (parallel limit reached)",
+            "",
+            f"A stock-protocol worker calling CreateTrial in a loop while the study's only "
+            f"parallel slot is taken made {calls} calls in {elapsed:.1f} s = **{rate:.2f} "
+            "calls/s** against hpsearch (the chief holds each call up to its hold time, "
+            "3 s by default, and answers IDLE after it). Keras Tuner's chief answers IDLE at "
+            "once, so a stock worker spins (about 900 calls/s, per the project notes).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per row")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--postgres", default=os.environ.get("HPSEARCH_TEST_POSTGRES_URL"))
+    parser.add_argument("--big", type=int, default=10_000, help="the large study size")
+    parser.add_argument("--size-seconds", type=float, default=6.0)
+    parser.add_argument("--wait-seconds", type=float, default=10.0)
+    parser.add_argument("--skip-keras-tuner", action="store_true")
+    parser.add_argument("--skip-size", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="short run: a smoke test")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.warmup, args.big = 3.0, 1.0, 500
+        args.size_seconds, args.wait_seconds = 2.0, 4.0
+    with tempfile.TemporaryDirectory(prefix="hpsearch-bench-") as tmp:
+        workdir = Path(tmp)
+        print("throughput:", flush=True)
+        runs = throughput(args, workdir)
+        sizes: list[tuple[str, int, Run]] = []
+        if not args.skip_size:
+            print("study size:", flush=True)
+            sizes = study_size(args, workdir)
+        print("waiting worker:", flush=True)
+        waiting = waiting_calls(args, workdir)
+        print(f"  {waiting[2]:.2f} calls/s", flush=True)
+    text = report(args, runs, sizes, waiting)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
