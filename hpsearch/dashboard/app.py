@@ -136,6 +136,9 @@ class DashboardApp:
     ) -> Iterable[bytes]:
         if path in ("/", "/index.html"):
             name = "index.html"
+        elif path == "/favicon.ico":
+            start_response("204 No Content", [("Cache-Control", f"max-age={VENDOR_MAX_AGE}")])
+            return [b""]
         elif path == "/static/vendor/plotly.min.js":
             return self._plotly(environ, start_response)
         elif path.startswith("/static/") and path[len("/static/") :] in _STATIC_FILES:

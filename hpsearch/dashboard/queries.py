@@ -327,8 +327,9 @@ def parameter_specs(ref: StudyRef, sample: Any = ()) -> list[dict[str, Any]]:
 def intermediate(
     engine: Engine, name: str, *, metric: str | None = None, limit: int = 100
 ) -> dict[str, Any]:
-    """Measurement curves of the ``limit`` highest-numbered trials that reported any, from
-    each trial's current attempt, for one metric (default: the study's objective)."""
+    """Measurement curves of the ``limit`` highest-numbered trials that reported any, for
+    one metric (default: the study's objective).  A retried trial shows its latest attempt
+    that reported the metric."""
     if not 1 <= limit <= 2000:
         raise InvalidArgumentError(f"limit must be between 1 and 2000, got {limit}")
     with engine.connect() as conn:
@@ -348,25 +349,27 @@ def intermediate(
             select(
                 TrialRow.number,
                 TrialRow.state,
+                MeasurementRow.attempt,
                 MeasurementRow.step,
                 MeasurementRow.metrics,
             )
             .join(MeasurementRow, MeasurementRow.trial_id == TrialRow.id)
-            .where(
-                TrialRow.id.in_(select(picked.c.id)), MeasurementRow.attempt == TrialRow.attempt
-            )
-            .order_by(TrialRow.number, MeasurementRow.step)
+            .where(TrialRow.id.in_(select(picked.c.id)))
+            .order_by(TrialRow.number, MeasurementRow.attempt.desc(), MeasurementRow.step)
         ).all()
     curves: dict[int, dict[str, Any]] = {}
     names: set[str] = set()
-    for number, state, step, metrics in rows:
+    for number, state, attempt, step, metrics in rows:
         names.update(metrics)
         value = metrics.get(wanted)
         if value is None:
             continue
         curve = curves.setdefault(
-            number, {"number": number, "state": state, "step": [], "value": []}
+            number,
+            {"number": number, "state": state, "attempt": attempt, "step": [], "value": []},
         )
+        if curve["attempt"] != attempt:  # an earlier attempt: the latest one is shown
+            continue
         curve["step"].append(step)
         curve["value"].append(value)
     return {
