@@ -240,7 +240,7 @@ def _parent_values(parent: Parameter, condition: Condition) -> tuple[str, list[A
     if isinstance(parent, (IntegerParam, DiscreteParam)) or (
         isinstance(parent, FixedParam) and not isinstance(parent.value, (bool, str))
     ):
-        return "parentDiscreteValues", [_tidy(v) for v in condition.values]
+        return "parentDiscreteValues", list(condition.values)
     return "parentCategoricalValues", [_categorical_text(v) for v in condition.values]
 
 
