@@ -1,4 +1,4 @@
-"""Hypothesis strategies for random valid spaces and study configs (every kind, scale, condition)."""
+"""Hypothesis strategies: random valid spaces and study configs (all kinds, scales, conditions)."""
 
 from __future__ import annotations
 

@@ -96,16 +96,13 @@ def test_to_unit_from_unit_round_trip(space: Space, data: st.DataObject) -> None
     params = space.sample(np.random.default_rng(data.draw(st.integers(0, 1000))))
     coords = space.to_unit(params)
     assert [c is None for c in coords] == [p.name not in params for p in space]
-    decoded = space.from_unit(
-        {p.name: (c if c is not None else 0.5) for p, c in zip(space, coords)}
-    )
+    decoded = space.from_unit([0.5 if c is None else c for c in coords])
     assert decoded.keys() == params.keys()
     for name, value in params.items():
         param = space[name]
         if isinstance(param, DoubleParam) and param.step is None:
-            assert math.isclose(
-                decoded[name], value, rel_tol=1e-7, abs_tol=1e-9 * (param.max - param.min)
-            )  # type: ignore[arg-type]
+            tolerance = 1e-9 * (param.max - param.min)
+            assert math.isclose(float(decoded[name]), float(value), rel_tol=1e-7, abs_tol=tolerance)
         else:
             assert decoded[name] == value
 
