@@ -123,3 +123,58 @@ def test_worker_is_driven_by_keras_tuner_environment_variables(tmp_path: Path) -
     assert len(trials) == 2
     for trial in trials:
         check_trial(trial)
+
+
+def test_worker_runs_unchanged_against_the_hpsearch_chief(tmp_path: Path) -> None:
+    # The study file's conditional momentum (when: {optimizer: [sgd]}) meets the
+    # hypermodel's hp.conditional_scope over Keras Tuner's own gRPC protocol.
+    from hpsearch.chief import Chief
+    from hpsearch.records import TrialState
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "mnist_mlp.yaml"
+    study = example.read_text()
+    study = study.replace("name: mnist-mlp", "name: kt-digits")
+    study = study.replace(
+        "budget: {max_trials: 100, parallel_trials: 20, max_failed_trials: 10}",
+        "budget: {max_trials: 2, parallel_trials: 1, max_failed_trials: 2}",
+    )
+    study = study.replace("algorithm: bayesian", "algorithm: random")
+    assert "max_trials: 2" in study and "kt-digits" in study
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(study)
+
+    chief = Chief(
+        f"sqlite:///{tmp_path / 'chief.db'}",
+        study=str(study_file),
+        host="127.0.0.1",
+        port=0,
+        hold_seconds=1.0,
+    )
+    with chief:
+        host, port = chief.address.rsplit(":", 1)
+        worker = subprocess.run(
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--dataset=digits",
+                "--epochs=1",
+                f"--directory={tmp_path / 'worker'}",
+            ],
+            env=clean_env(
+                KERASTUNER_TUNER_ID="tuner0",
+                KERASTUNER_ORACLE_IP=host,
+                KERASTUNER_ORACLE_PORT=port,
+            ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert chief.store is not None
+        trials = chief.store.list_trials("kt-digits")
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert "best hyperparameters=" in worker.stderr
+    assert [t.state for t in trials] == [TrialState.COMPLETED, TrialState.COMPLETED]
+    for trial in trials:
+        assert trial.value is not None and 0.0 <= trial.value <= 1.0
+        assert ("momentum" in trial.params) == (trial.params["optimizer"] == "sgd")
+        assert 1e-4 <= trial.params["learning_rate"] <= 1e-1
