@@ -177,4 +177,4 @@ def test_worker_runs_unchanged_against_the_hpsearch_chief(tmp_path: Path) -> Non
     for trial in trials:
         assert trial.value is not None and 0.0 <= trial.value <= 1.0
         assert ("momentum" in trial.params) == (trial.params["optimizer"] == "sgd")
-        assert 1e-4 <= trial.params["learning_rate"] <= 1e-1
+        assert 1e-4 <= float(trial.params["learning_rate"]) <= 1e-1
