@@ -102,7 +102,8 @@ def test_to_unit_from_unit_round_trip(space: Space, data: st.DataObject) -> None
         param = space[name]
         if isinstance(param, DoubleParam) and param.step is None:
             tolerance = 1e-9 * (param.max - param.min)
-            assert math.isclose(float(decoded[name]), float(value), rel_tol=1e-7, abs_tol=tolerance)
+            got = float(decoded[name])
+            assert math.isclose(got, float(value), rel_tol=1e-7, abs_tol=tolerance)
         else:
             assert decoded[name] == value
 
