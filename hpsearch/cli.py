@@ -77,11 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="run a demo study end to end on an embedded SQLite file",
-        description="Creates a study of an MLP on scikit-learn's digits (the classic Keras MLP "
-        "study), starts a chief and workers in this process, and runs it to its budget.",
+        description="Creates the classic Keras MLP study, starts a chief in this process and "
+        "`hpsearch worker` processes running trials/mnist.py on scikit-learn's digits, and "
+        "runs the study to its budget.",
     )
     _storage_arg(demo, default="sqlite:///hpsearch-demo.db")
-    demo.add_argument("--trials", type=int, default=20, help="trials to run (default 20)")
+    demo.add_argument("--trials", type=int, default=12, help="trials to run (default 12)")
+    demo.add_argument("--epochs", type=int, default=3, help="epochs per trial (default 3)")
     demo.add_argument("--workers", type=int, default=2, help="parallel workers (default 2)")
     demo.add_argument("--study", default=None, help="study name (default: a fresh one)")
     demo.set_defaults(handler=_cmd_demo)
@@ -276,7 +278,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from hpsearch.demo import run_demo
 
     return run_demo(
-        storage=args.storage, trials=args.trials, workers=args.workers, study_name=args.study
+        storage=args.storage,
+        trials=args.trials,
+        workers=args.workers,
+        study_name=args.study,
+        epochs=args.epochs,
     )
 
 
@@ -329,6 +335,8 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic announces every plugin it loads at INFO; keep migrations' own lines only.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, getattr(logging, level)))
 
 
 def _safe_url(url: str) -> str:

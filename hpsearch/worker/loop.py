@@ -207,7 +207,7 @@ class Worker:
         if code != 0:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
             return self._fail(study, trial, f"trial command {how}:\n{_tail(log_path)}")
-        if final is None and any(r.metrics for r in reader.reports) is False:
+        if final is None and not reader.reports:
             # Nothing new this attempt (e.g. it resumed from a finished checkpoint): the
             # chief may still know the value from the trial's measurements.
             try:
