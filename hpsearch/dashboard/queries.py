@@ -258,10 +258,10 @@ def parameters(engine: Engine, name: str) -> dict[str, Any]:
     """Parameter specs with importances, and every COMPLETED trial's parameters and value
     in columns: what parallel coordinates, slice and contour plots are drawn from.
 
-    Importance is the correlation ratio eta^2 of the objective on each parameter (numeric
-    parameters binned by quantile, others grouped by value), normalised to sum to 1: a
-    fast, model-free measure of how much of the objective's variance one parameter
-    explains on its own.
+    Importance is the share of the objective's variance each parameter explains on its
+    own (epsilon-squared: numeric parameters binned by quantile, others grouped by value,
+    corrected for what that many groups explain by chance), normalised to sum to 1: fast
+    and model-free, but blind to interactions between parameters.
     """
     with engine.connect() as conn:
         ref = find_study(conn, name)
@@ -283,16 +283,18 @@ def parameters(engine: Engine, name: str) -> dict[str, Any]:
         values.append(value)
         for spec in specs:
             columns[spec["name"]].append(params.get(spec["name"]))
-    raw = {spec["name"]: _eta_squared(columns[spec["name"]], values, spec) for spec in specs}
+    raw = {
+        spec["name"]: _variance_explained(columns[spec["name"]], values, spec) for spec in specs
+    }
     total = sum(v for v in raw.values() if v is not None)
     for spec in specs:
-        eta = raw[spec["name"]]
-        spec["eta_squared"] = eta
-        spec["importance"] = None if eta is None or total <= 0 else eta / total
+        share = raw[spec["name"]]
+        spec["variance_explained"] = share
+        spec["importance"] = None if share is None or total <= 0 else share / total
     return {
         "metric": ref.config.metric.name,
         "goal": ref.config.metric.goal.value,
-        "importance_method": "eta_squared",
+        "importance_method": "epsilon_squared",
         "parameters": specs,
         "trials": {"number": numbers, "value": values, "params": columns},
     }
@@ -665,9 +667,14 @@ def _shorten(text: str | None, limit: int = 200) -> str | None:
     return text[: limit - 1] + "…"
 
 
-def _eta_squared(
+def _variance_explained(
     column: Sequence[Any], values: Sequence[float], spec: Mapping[str, Any]
 ) -> float | None:
+    """Epsilon-squared of the objective grouped by one parameter's value (or value bin).
+
+    Unlike plain eta-squared it subtracts what ``k`` groups explain by chance, so a
+    parameter with a distinct value per trial does not look perfectly important.
+    """
     pairs = [
         (x, y) for x, y in zip(column, values, strict=True) if x is not None and math.isfinite(y)
     ]
@@ -678,18 +685,23 @@ def _eta_squared(
     if total <= 0.0:
         return None
     xs = [p[0] for p in pairs]
-    if spec.get("numeric") and len(set(xs)) > 10:
+    bins = max(2, min(10, len(xs) // 5))
+    if spec.get("numeric") and len(set(xs)) > bins:
         x = np.array(xs, dtype=float)
-        bins = max(2, min(10, len(x) // 5))
         edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
         groups = np.searchsorted(edges[1:-1], x, side="right")
     else:
         _, groups = np.unique(np.array([repr(v) for v in xs]), return_inverse=True)
+    labels = np.unique(groups)
+    k, n = len(labels), len(y)
+    if k < 2 or n <= k:
+        return 0.0 if k < 2 else None
     between = 0.0
-    for g in np.unique(groups):
+    for g in labels:
         members = y[groups == g]
         between += len(members) * float(members.mean() - y.mean()) ** 2
-    return between / total
+    within_mean_square = (total - between) / (n - k)
+    return max(0.0, (between - (k - 1) * within_mean_square) / total)
 
 
 __all__ = [

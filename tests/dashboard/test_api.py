@@ -13,8 +13,9 @@ import pytest
 from hpsearch.dashboard import serve_dashboard
 from hpsearch.records import TrialState
 from hpsearch.store import Store
-from tests.dashboard.conftest import ApiClient
-from tests.dashboard.study_data import PLAN, make_mixed_study
+
+from .conftest import ApiClient
+from .study_data import PLAN, make_mixed_study
 
 
 def test_studies_lists_counts_best_workers_and_activity(store: Store, api: ApiClient) -> None:

@@ -252,7 +252,7 @@ function studyView(main, name) {
       h("div", { className: "note", id: "parcoords-note" })),
     h("div", { className: "grid2" },
       h("div", { className: "panel" }, h("h2", {}, "Parameter importances"), importanceEl,
-        h("div", { className: "note" }, "Share of the objective's variance each parameter explains on its own (correlation ratio η², normalised).")),
+        h("div", { className: "note" }, "Share of the objective's variance each parameter explains on its own (ε², normalised); interactions are not counted.")),
       h("div", { className: "panel" }, h("h2", {}, "Slice ", sliceSel), sliceEl)),
     h("div", { className: "panel" }, h("h2", {}, "Contour ", cxSel, " × ", cySel), contourEl,
       h("div", { className: "note" }, "Mean objective per cell of a 20 × 20 grid; dots are trials.")),
@@ -358,7 +358,7 @@ function studyView(main, name) {
     const ranked = d.parameters.filter((s) => s.importance !== null)
       .sort((a, b) => a.importance - b.importance);
     if (!ranked.length) {
-      importanceEl.replaceChildren(h("p", { className: "muted" }, "Needs at least 3 completed trials with differing values."));
+      importanceEl.replaceChildren(h("p", { className: "muted" }, "Not enough completed trials to tell parameters apart yet."));
       return;
     }
     if (!importanceEl.classList.contains("js-plotly-plot")) importanceEl.replaceChildren();
@@ -395,7 +395,7 @@ function studyView(main, name) {
     const xs = spec.numeric ? column : column.map((v) => (v === null ? null : String(v)));
     plot(sliceEl, [{ type: scatterType(xs.length), mode: "markers", x: xs, y: d.trials.value,
       text: d.trials.number.map((n) => "trial " + n), name: spec.name,
-      marker: { color: d.trials.number, colorscale: "Blues", showscale: true, size: 6,
+      marker: { color: d.trials.number, colorscale: "Blues", reversescale: true, showscale: true, size: 6,
                 colorbar: { title: { text: "trial" } } },
       hovertemplate: "%{text}<br>" + spec.name + " %{x}<br>%{y}<extra></extra>" }],
     { showlegend: false, xaxis: { title: { text: spec.name }, type: spec.numeric && spec.scale === "log" ? "log" : undefined },
