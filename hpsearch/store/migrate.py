@@ -11,33 +11,41 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import URL, Connection
 
 from hpsearch.errors import StorageError
 from hpsearch.store.engine import make_engine, run_transaction, safe_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: The newest revision in ``migrations/versions`` (a test keeps the two equal).  Opening a
+#: Store compares the database with this constant, so that it need not import Alembic
+#: (a second of start-up) unless there is something to migrate.
+HEAD_REVISION = "0001"
 # An arbitrary constant: the key of the PostgreSQL advisory lock taken while migrating.
 _PG_MIGRATION_LOCK = 7_341_020_118
 
 
 def alembic_config() -> Config:
     """An Alembic configuration pointing at the packaged migrations."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
 
 
 def head_revision() -> str:
-    """The newest schema revision this version of hpsearch knows."""
+    """The newest schema revision this version of hpsearch knows (read from the scripts)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
@@ -84,10 +92,10 @@ def ensure_schema(engine: Engine, *, upgrade: bool) -> str:
     StorageError when the database is at another revision than this code's head, when it
     holds foreign tables, or when it is empty and ``upgrade`` is False.
     """
-    head = head_revision()
+    head = HEAD_REVISION
     current, has_studies = run_transaction(
         engine,
-        lambda conn: (_read_revision(conn), inspect(conn).has_table("studies")),
+        lambda conn: (_read_revision(conn), _has_table(conn, "studies")),
         write=False,
         what="revision check",
     )
@@ -108,6 +116,8 @@ def ensure_schema(engine: Engine, *, upgrade: bool) -> str:
             f"the database {where} has a 'studies' table but no hpsearch schema revision; it "
             "was not created by hpsearch: point --storage at another database"
         )
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     try:
         script.get_revision(current)
@@ -123,10 +133,25 @@ def ensure_schema(engine: Engine, *, upgrade: bool) -> str:
 
 
 def _read_revision(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
+    """The revision in alembic_version (what Alembic's MigrationContext reads), or None."""
+    if not _has_table(conn, "alembic_version"):
+        return None
+    revisions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(revisions) > 1:
+        raise StorageError(
+            f"the database {safe_url(conn.engine.url)} has several schema heads "
+            f"{sorted(revisions)}; hpsearch expects one: repair alembic_version"
+        )
+    return revisions[0] if revisions else None
+
+
+def _has_table(conn: Connection, name: str) -> bool:
+    return inspect(conn).has_table(name)
 
 
 def _migrate(engine: Engine, direction: str, revision: str) -> tuple[str | None, str | None]:
+    from alembic import command
+
     def body(conn: Connection) -> tuple[str | None, str | None]:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")

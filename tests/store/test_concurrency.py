@@ -1,0 +1,151 @@
+"""Many threads and many processes on one study: every trial once, no lock errors.
+
+These runs are the store's answer to Optuna's "database is locked" at 32+ SQLite workers:
+write transactions start with BEGIN IMMEDIATE (they queue on the lock instead of failing)
+and lost lock races are retried, so no error reaches a caller.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from hpsearch.records import AttemptState, TrialState
+from hpsearch.store import Store
+
+from .helpers import study_config
+
+THREADS = 32
+PROCESSES = 8
+
+
+def _claim_and_complete_all(store: Store, study: str, worker: str) -> list[int]:
+    done = []
+    while (trial := store.claim_trial(study, worker)) is not None:
+        store.complete_trial(study, trial.number, trial.attempt, float(trial.number))
+        done.append(trial.number)
+    return done
+
+
+def _check_every_trial_completed_once(store: Store, study: str, n: int, done: list[int]) -> None:
+    assert sorted(done) == list(range(n)), "a trial was completed twice or not at all"
+    assert store.count_trials(study) == {**dict.fromkeys(TrialState, 0), TrialState.COMPLETED: n}
+    for trial in store.list_trials(study):
+        assert trial.attempt == 1 and trial.value == float(trial.number)
+    assert len(store.list_attempts(study, 0)) == 1
+
+
+def test_32_threads_claim_and_complete(store: Store) -> None:
+    study = store.create_study(study_config()).name
+    n = 160
+    for i in range(n):
+        store.create_trial(study, {"i": i})
+    barrier = threading.Barrier(THREADS)
+
+    def work(k: int) -> list[int]:
+        barrier.wait()
+        return _claim_and_complete_all(store, study, f"thread-{k}")
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(work, range(THREADS)))  # re-raises any error of a thread
+    done = [number for result in results for number in result]
+    _check_every_trial_completed_once(store, study, n, done)
+    assert sum(1 for result in results if result) > 1, "the threads did not share the work"
+
+
+def test_32_threads_create_running_trials_with_unique_numbers(store: Store) -> None:
+    study = store.create_study(study_config()).name
+    per_thread = 5
+    barrier = threading.Barrier(THREADS)
+
+    def work(k: int) -> list[tuple[int, str | None]]:
+        barrier.wait()
+        made = []
+        for _ in range(per_thread):
+            trial = store.create_trial(study, {"k": k}, worker_id=f"w{k}")
+            made.append((trial.number, trial.worker_id))
+            store.complete_trial(study, trial.number, 1, 1.0)
+        return made
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        made = [item for result in pool.map(work, range(THREADS)) for item in result]
+    numbers = [number for number, _ in made]
+    assert sorted(numbers) == list(range(THREADS * per_thread))  # unique and without gaps
+    by_number = {t.number: t.worker_id for t in store.list_trials(study)}
+    assert all(by_number[number] == worker for number, worker in made)
+    assert store.count_trials(study)[TrialState.COMPLETED] == THREADS * per_thread
+    [attempt] = store.list_attempts(study, 0)
+    assert attempt.state is AttemptState.COMPLETED
+
+
+def test_processes_each_with_their_own_store(store: Store, storage_url: str) -> None:
+    study = store.create_study(study_config()).name
+    n = 120
+    for i in range(n):
+        store.create_trial(study, {"i": i})
+    script = Path(__file__).with_name("claim_worker.py")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), storage_url, study, f"proc-{k}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(PROCESSES)
+    ]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    errors = [error for report in reports for error in report["errors"]]
+    assert errors == []
+    done = [number for report in reports for number in report["done"]]
+    _check_every_trial_completed_once(store, study, n, done)
+    assert Counter(bool(report["done"]) for report in reports)[True] > 1
+
+
+@pytest.mark.parametrize("lease", [0.0])
+def test_concurrent_expiry_and_late_reports_end_each_attempt_once(
+    store: Store, lease: float
+) -> None:
+    """Workers whose leases lapse race the chief's expire_leases: each attempt ends once."""
+    study = store.create_study(study_config(max_attempts=2)).name
+    n = 40
+    for _ in range(n):
+        store.create_trial(study, {})
+    claimed = [store.claim_trial(study, f"w{i}", lease_seconds=lease) for i in range(n)]
+    barrier = threading.Barrier(9)
+
+    def report(chunk: int) -> int:
+        barrier.wait()
+        refused = 0
+        for trial in claimed[chunk::8]:
+            assert trial is not None
+            try:
+                store.complete_trial(study, trial.number, trial.attempt, 1.0)
+            except Exception as exc:
+                assert type(exc).__name__ == "StaleAttemptError", exc
+                refused += 1
+        return refused
+
+    def expire() -> int:
+        barrier.wait()
+        return len(store.expire_leases(study))
+
+    with ThreadPoolExecutor(9) as pool:
+        refused = pool.map(report, range(8))
+        expired = pool.submit(expire)
+        assert sum(refused) == n  # every lease had passed: nobody completes
+        expired.result()
+    for number in range(n):
+        [attempt] = store.list_attempts(study, number)
+        assert attempt.state is AttemptState.LOST
+    assert store.count_trials(study)[TrialState.WAITING] == n
