@@ -132,7 +132,8 @@ def spaces(draw: st.DrawFn, *, vertex_exact: bool = False, max_size: int = 6) ->
     for name in chosen:
         param = draw(parameters(name, vertex_exact=vertex_exact))
         parents = [p for p in params if p.kind in PARENT_KINDS]
-        if parents and draw(st.booleans()):
+        conditional = draw(st.booleans())
+        if parents and conditional:
             how_many = 1 if vertex_exact else draw(st.integers(1, min(2, len(parents))))
             picked = draw(
                 st.lists(

@@ -86,7 +86,8 @@ def test_to_unit_from_unit_round_trip(space: Space, data: st.DataObject) -> None
         value = param.from_unit(u)
         back = param.from_unit(param.to_unit(value))
         if isinstance(param, DoubleParam) and param.step is None:
-            assert math.isclose(back, value, rel_tol=1e-7, abs_tol=1e-9 * (param.max - param.min))
+            tolerance = 1e-9 * (param.max - param.min)
+            assert math.isclose(float(back), float(value), rel_tol=1e-7, abs_tol=tolerance)
             assert abs(param.to_unit(value) - u) < 1e-6
         else:
             assert back == value
