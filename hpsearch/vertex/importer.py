@@ -177,7 +177,7 @@ def study_config_from_job(job: Mapping[str, Any], *, name: str | None = None) ->
     goal = str(metrics[0].get("goal", "MAXIMIZE")).lower()
     if goal not in ("maximize", "minimize"):
         raise InvalidArgumentError(f"the job's metric goal {metrics[0].get('goal')!r} is unknown")
-    space = parameter_specs_from_vertex(spec.get("parameters") or [])
+    space = parameter_specs_from_vertex(_with_zero_bounds(spec.get("parameters") or []))
     if not isinstance(space, Space):
         space = Space(tuple(space))
     measurement = {"LAST_MEASUREMENT": "last"}.get(
@@ -247,6 +247,29 @@ def _study_name(job: Mapping[str, Any]) -> str:
     if candidate and candidate[0].isalnum():
         return candidate
     return "vertex-" + str(job.get("name", "")).rsplit("/", 1)[-1]
+
+
+def _with_zero_bounds(specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Put back the bounds the JSON form leaves out when they are 0 (the proto3 default).
+
+    ``{"doubleValueSpec": {"maxValue": 0.5}}`` means [0, 0.5], but
+    :func:`~hpsearch.space.vertex.parameter_specs_from_vertex` wants both bounds spelled out.
+    """
+    out = []
+    for spec in specs:
+        spec = dict(spec)
+        for key in ("doubleValueSpec", "integerValueSpec"):
+            if key in spec:
+                spec[key] = {"minValue": 0, "maxValue": 0, **spec[key]}
+        children = []
+        for child in spec.get("conditionalParameterSpecs") or []:
+            child = dict(child)
+            child["parameterSpec"] = _with_zero_bounds([child.get("parameterSpec") or {}])[0]
+            children.append(child)
+        if children:
+            spec["conditionalParameterSpecs"] = children
+        out.append(spec)
+    return out
 
 
 def _imported_trials(store: Store, study: str, job_name: str) -> dict[str, Trial]:
