@@ -173,8 +173,11 @@ def _cmd_study_create(args: argparse.Namespace) -> int:
         config = replace(config, name=args.name)
     store = _open_store(args.storage)
     study = store.create_study(config, exist_ok=args.exist_ok)
-    print(f"created study {study.name!r} ({len(config.space)} parameters, "
-          f"{config.budget.max_trials} trials, algorithm {config.algorithm}) in {_safe_url(args.storage)}")
+    print(
+        f"created study {study.name!r} ({len(config.space)} parameters, "
+        f"{config.budget.max_trials} trials, algorithm {config.algorithm}) "
+        f"in {_safe_url(args.storage)}"
+    )
     return 0
 
 
@@ -220,11 +223,15 @@ def _cmd_study_show(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(dumps_study(study.config))
     print(f"# state: {study.state.value}, created {_iso(study.created_at)}")
-    print("# trials: " + (", ".join(f"{s.value.lower()} {n}" for s, n in counts.items() if n)
-                          or "none yet"))
+    print(
+        "# trials: "
+        + (", ".join(f"{s.value.lower()} {n}" for s, n in counts.items() if n) or "none yet")
+    )
     if best:
-        print(f"# best: trial {best[0].number} {study.config.metric.name}={best[0].value:.6g} "
-              f"{json.dumps(best[0].params)}")
+        print(
+            f"# best: trial {best[0].number} {study.config.metric.name}={best[0].value:.6g} "
+            f"{json.dumps(best[0].params)}"
+        )
     return 0
 
 
@@ -241,8 +248,11 @@ def _cmd_best(args: argparse.Namespace) -> int:
     store = _open_store(args.storage)
     study = store.get_study(args.name)
     trials = store.best_trials(args.name, args.n)
-    _emit([_trial_row(t, study) for t in trials], args.format,
-          empty=f"study {args.name!r} has no completed trial yet")
+    _emit(
+        [_trial_row(t, study) for t in trials],
+        args.format,
+        empty=f"study {args.name!r} has no completed trial yet",
+    )
     return 0
 
 
@@ -301,8 +311,9 @@ def _format_arg(
     choices: tuple[str, ...] = ("table", "csv", "json"),
     default: str = "table",
 ) -> None:
-    parser.add_argument("--format", choices=choices, default=default,
-                        help=f"output format (default {default})")
+    parser.add_argument(
+        "--format", choices=choices, default=default, help=f"output format (default {default})"
+    )
 
 
 def _module_exists(name: str) -> bool:
@@ -400,9 +411,9 @@ def _emit(rows: list[dict[str, Any]], fmt: str, *, empty: str) -> None:
         return
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
 
 
 def _cell(value: Any) -> str:

@@ -66,12 +66,14 @@ def run_demo(
     processes: list[subprocess.Popen[bytes]] = []
     try:
         chief.oracle.create_study(config)
-        print(f"study {config.name!r}: {trials} trials of {script.name} on the digits data set, "
-              f"{workers} workers, chief at {chief.address}, storage {storage}", flush=True)
+        print(
+            f"study {config.name!r}: {trials} trials of {script.name} on the digits data set, "
+            f"{workers} workers, chief at {chief.address}, storage {storage}",
+            flush=True,
+        )
         command = [sys.executable, str(script), "--dataset", "digits", "--epochs", str(epochs)]
         for index in range(workers):
-            processes.append(_start_worker(chief.address, config.name, index, output_dir,
-                                           command))
+            processes.append(_start_worker(chief.address, config.name, index, output_dir, command))
         _watch(chief, config.name, trials, processes)
     finally:
         for process in processes:
@@ -90,8 +92,9 @@ def _demo_config(study_name: str | None, trials: int, workers: int) -> StudyConf
     example = REPO / "examples" / "mnist_mlp.yaml"
     config = load_study(example) if example.is_file() else loads_study(FALLBACK_STUDY)
     name = study_name or f"demo-digits-{time.strftime('%Y%m%d-%H%M%S')}"
-    budget = Budget(max_trials=trials, parallel_trials=workers, max_failed_trials=trials,
-                    max_attempts=2)
+    budget = Budget(
+        max_trials=trials, parallel_trials=workers, max_failed_trials=trials, max_attempts=2
+    )
     return replace(config, name=name, budget=budget, lease_seconds=120.0)
 
 
@@ -107,8 +110,9 @@ def _trial_script() -> Path:
 def _require_tensorflow() -> None:
     import importlib.util
 
-    missing = [m for m in ("tensorflow", "hypertune", "sklearn") if importlib.util.find_spec(m)
-               is None]
+    missing = [
+        m for m in ("tensorflow", "hypertune", "sklearn") if importlib.util.find_spec(m) is None
+    ]
     if missing:
         raise InvalidArgumentError(
             f"the demo trains Keras models and needs {', '.join(missing)}: "
@@ -116,16 +120,36 @@ def _require_tensorflow() -> None:
         )
 
 
-def _start_worker(address: str, study: str, index: int, output_dir: str,
-                  command: list[str]) -> subprocess.Popen[bytes]:
+def _start_worker(
+    address: str, study: str, index: int, output_dir: str, command: list[str]
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "hpsearch", "--log-level", "WARNING", "worker",
-           "--oracle", address, "--study", study, "--worker-id", f"demo-worker-{index}",
-           "--gpus-per-trial", "0", "--output-dir", output_dir, "--", *command]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpsearch",
+        "--log-level",
+        "WARNING",
+        "worker",
+        "--oracle",
+        address,
+        "--study",
+        study,
+        "--worker-id",
+        f"demo-worker-{index}",
+        "--gpus-per-trial",
+        "0",
+        "--output-dir",
+        output_dir,
+        "--",
+        *command,
+    ]
     return subprocess.Popen(cmd, env=env)
 
 
-def _watch(chief: Chief, study: str, trials: int, processes: list[subprocess.Popen[bytes]]) -> None:
+def _watch(
+    chief: Chief, study: str, trials: int, processes: list[subprocess.Popen[bytes]]
+) -> None:
     """A live progress line until every worker has left."""
     assert chief.store is not None
     metric = chief.store.get_study(study).config.metric.name
@@ -135,16 +159,23 @@ def _watch(chief: Chief, study: str, trials: int, processes: list[subprocess.Pop
     while any(p.poll() is None for p in processes):
         counts = chief.store.count_trials(study)
         best = chief.store.best_trials(study, 1)
-        done = sum(counts.get(s, 0) for s in (TrialState.COMPLETED, TrialState.FAILED,
-                                               TrialState.STOPPED))
-        line = (f"[{time.monotonic() - start:5.0f}s] {done}/{trials} trials finished, "
-                f"{counts.get(TrialState.RUNNING, 0)} running, "
-                f"{counts.get(TrialState.FAILED, 0)} failed"
-                + (f", best {metric}={best[0].value:.4f}" if best and best[0].value is not None
-                   else ""))
+        done = sum(
+            counts.get(s, 0) for s in (TrialState.COMPLETED, TrialState.FAILED, TrialState.STOPPED)
+        )
+        line = (
+            f"[{time.monotonic() - start:5.0f}s] {done}/{trials} trials finished, "
+            f"{counts.get(TrialState.RUNNING, 0)} running, "
+            f"{counts.get(TrialState.FAILED, 0)} failed"
+            + (
+                f", best {metric}={best[0].value:.4f}"
+                if best and best[0].value is not None
+                else ""
+            )
+        )
         if line.split("]", 1)[1] != last.split("]", 1)[-1] or interactive:
-            print(("\r" + line) if interactive else line, end="" if interactive else "\n",
-                  flush=True)
+            print(
+                ("\r" + line) if interactive else line, end="" if interactive else "\n", flush=True
+            )
             last = line
         time.sleep(1.0)
     if interactive:

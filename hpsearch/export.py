@@ -36,11 +36,14 @@ def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
     best.add_argument("name", help="study name")
     best.add_argument("--to", required=True, help="TF Serving model base directory")
     best.add_argument(
-        "--from", dest="source", default=os.environ.get("HPSEARCH_OUTPUT_DIR", "hpsearch-output"),
+        "--from",
+        dest="source",
+        default=os.environ.get("HPSEARCH_OUTPUT_DIR", "hpsearch-output"),
         help="the workers' --output-dir (default $HPSEARCH_OUTPUT_DIR, else ./hpsearch-output)",
     )
-    best.add_argument("--trial", type=int, default=None,
-                      help="export this trial instead of the best one")
+    best.add_argument(
+        "--trial", type=int, default=None, help="export this trial instead of the best one"
+    )
     storage_arg(best)
     best.set_defaults(handler=_cmd_export_best)
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
@@ -63,8 +66,9 @@ def _cmd_export_best(args: argparse.Namespace) -> int:
             trial = store.get_trial(args.name, args.trial)
     finally:
         store.close()
-    target = export_model(Path(args.source) / study.name / str(trial.number) / "model",
-                          Path(args.to))
+    target = export_model(
+        Path(args.source) / study.name / str(trial.number) / "model", Path(args.to)
+    )
     metadata = {
         "study": study.name,
         "trial": trial.number,
@@ -73,8 +77,10 @@ def _cmd_export_best(args: argparse.Namespace) -> int:
         "params": trial.params,
     }
     (target / "hpsearch.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    print(f"exported trial {trial.number} of {study.name!r} "
-          f"({study.config.metric.name}={trial.value}) to {target}")
+    print(
+        f"exported trial {trial.number} of {study.name!r} "
+        f"({study.config.metric.name}={trial.value}) to {target}"
+    )
     return 0
 
 
@@ -99,8 +105,11 @@ def find_saved_model(model_dir: Path) -> Path:
             f"no model directory at {model_dir}: pass the workers' --output-dir with --from"
         )
     versions = sorted(
-        (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()
-         and (p / "saved_model.pb").is_file()),
+        (
+            p
+            for p in model_dir.iterdir()
+            if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file()
+        ),
         key=lambda p: int(p.name),
     )
     if versions:

@@ -41,31 +41,47 @@ def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
         usage="hpsearch worker [--oracle HOST:PORT] [--study NAME] [options] -- COMMAND ...",
     )
     parser.add_argument(
-        "--oracle", default=None,
+        "--oracle",
+        default=None,
         help="chief address HOST:PORT (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT,"
         " else the chief of $CLUSTER_SPEC/$TF_CONFIG)",
     )
     parser.add_argument(
-        "--study", default=os.environ.get("HPSEARCH_STUDY"),
+        "--study",
+        default=os.environ.get("HPSEARCH_STUDY"),
         help="study to work on (default $HPSEARCH_STUDY, else the chief's only active study)",
     )
-    parser.add_argument("--worker-id", default=None,
-                        help="this worker's id (default $KERASTUNER_TUNER_ID, else host-pid)")
-    parser.add_argument("--gpus-per-trial", type=int, default=1, metavar="K",
-                        help="GPUs per trial; runs floor(gpus / K) trials at once (0: CPU only)")
-    parser.add_argument("--gpus", default=None,
-                        help="comma-separated GPU indices to use (default: all detected)")
     parser.add_argument(
-        "--output-dir", default=os.environ.get("HPSEARCH_OUTPUT_DIR", "hpsearch-output"),
+        "--worker-id",
+        default=None,
+        help="this worker's id (default $KERASTUNER_TUNER_ID, else host-pid)",
+    )
+    parser.add_argument(
+        "--gpus-per-trial",
+        type=int,
+        default=1,
+        metavar="K",
+        help="GPUs per trial; runs floor(gpus / K) trials at once (0: CPU only)",
+    )
+    parser.add_argument(
+        "--gpus", default=None, help="comma-separated GPU indices to use (default: all detected)"
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=os.environ.get("HPSEARCH_OUTPUT_DIR", "hpsearch-output"),
         help="base of the trials' AIP_* directories: <dir>/<study>/<trial>/{model,checkpoints,"
         "logs}/ (a local path or gs://...; default ./hpsearch-output)",
     )
-    parser.add_argument("--max-trials", type=int, default=None,
-                        help="leave after running this many trials")
-    parser.add_argument("--stop-grace", type=float, default=10.0,
-                        help="seconds between SIGTERM and SIGKILL when a trial is stopped")
-    parser.add_argument("command", nargs=argparse.REMAINDER,
-                        help="the trial command, after --")
+    parser.add_argument(
+        "--max-trials", type=int, default=None, help="leave after running this many trials"
+    )
+    parser.add_argument(
+        "--stop-grace",
+        type=float,
+        default=10.0,
+        help="seconds between SIGTERM and SIGKILL when a trial is stopped",
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the trial command, after --")
     parser.set_defaults(handler=run)
 
 

@@ -103,7 +103,7 @@ def _join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
 
-# -- the hypertune metric file ---------------------------------------------------------------------
+# -- the hypertune metric file -----------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Report:
     """One line of the hypertune file: a step and the metrics reported at it."""

@@ -56,7 +56,8 @@ def gpu_slots(gpus: list[str], per_trial: int) -> list[str | None]:
     if n == 0:
         log.warning(
             "gpus=%d gpus_per_trial=%d: fewer GPUs than one trial needs; running on the CPU",
-            len(gpus), per_trial,
+            len(gpus),
+            per_trial,
         )
         return [""]
     return [",".join(gpus[i * per_trial : (i + 1) * per_trial]) for i in range(n)]

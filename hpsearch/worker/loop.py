@@ -96,13 +96,18 @@ class Worker:
         slots = gpu_slots(gpus, self.options.gpus_per_trial)
         log.info(
             "worker starting worker=%s study=%s oracle=%s gpus=%s slots=%d",
-            self.options.worker_id, study.name, self.options.oracle, ",".join(gpus) or "-",
+            self.options.worker_id,
+            study.name,
+            self.options.oracle,
+            ",".join(gpus) or "-",
             len(slots),
         )
         threads = [
             threading.Thread(
-                target=self._slot_loop, args=(study, index, devices),
-                name=f"hpsearch-slot-{index}", daemon=True,
+                target=self._slot_loop,
+                args=(study, index, devices),
+                name=f"hpsearch-slot-{index}",
+                daemon=True,
             )
             for index, devices in enumerate(slots)
         ]
@@ -156,7 +161,9 @@ class Worker:
     ) -> TrialOutcome | None:
         config = study.config
         trial_id = str(trial.number)
-        scratch = Path(self.options.output_dir) / ".hpsearch" / study.name / f"attempt-{trial.attempt}"
+        scratch = (
+            Path(self.options.output_dir) / ".hpsearch" / study.name / f"attempt-{trial.attempt}"
+        )
         dirs = trial_dirs(_join(self.options.output_dir, study.name), trial_id, str(scratch))
         Path(dirs.metric_file).unlink(missing_ok=True)
         log_path = Path(dirs.metric_file).parent / "output.log"
@@ -164,15 +171,23 @@ class Worker:
         env = trial_env(dirs, trial_id, cuda_visible_devices=devices)
         log.info(
             "trial starting study=%s trial=%d attempt=%d worker=%s devices=%s log=%s",
-            study.name, trial.number, trial.attempt, worker_id,
-            devices if devices is not None else "inherited", log_path,
+            study.name,
+            trial.number,
+            trial.attempt,
+            worker_id,
+            devices if devices is not None else "inherited",
+            log_path,
         )
         reader = MetricFileReader(dirs.metric_file)
         with open(log_path, "wb") as log_file:
             try:
                 process = subprocess.Popen(
-                    command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                    start_new_session=True, preexec_fn=_die_with_parent,
+                    command,
+                    env=env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             except OSError as error:
                 return self._fail(study, trial, f"cannot start {command[0]!r}: {error}")
@@ -184,16 +199,21 @@ class Worker:
                 with self._lock:
                     self._processes.pop(trial.number, None)
         if verdict == "lost":
-            log.warning("trial lease lost study=%s trial=%d attempt=%d; result dropped",
-                        study.name, trial.number, trial.attempt)
+            log.warning(
+                "trial lease lost study=%s trial=%d attempt=%d; result dropped",
+                study.name,
+                trial.number,
+                trial.attempt,
+            )
             return None
         if verdict == "shutdown":
             return self._fail(study, trial, "the worker was shut down", retry=True)
         try:
             self._forward(study, trial, reader)  # the last reports, written just before exit
         except FailedPreconditionError as error:
-            log.warning("trial lost at exit study=%s trial=%d error=%s", study.name,
-                        trial.number, error)
+            log.warning(
+                "trial lost at exit study=%s trial=%d error=%s", study.name, trial.number, error
+            )
             return None
         final = final_measurement(
             reader.reports, config.metric.name, config.metric.goal, config.measurement
@@ -216,13 +236,16 @@ class Worker:
                 pass
         if final is None:
             return self._fail(
-                study, trial,
+                study,
+                trial,
                 f"the trial exited 0 but never reported {config.metric.name!r} through "
                 f"cloudml-hypertune (CLOUD_ML_HP_METRIC_FILE); last output:\n{_tail(log_path)}",
             )
         value = final.metrics[config.metric.name]
         if not math.isfinite(value):
-            return self._fail(study, trial, f"{config.metric.name} was {value} at step {final.step}")
+            return self._fail(
+                study, trial, f"{config.metric.name} was {value} at step {final.step}"
+            )
         metrics = {k: v for k, v in final.metrics.items() if math.isfinite(v)}
         return self._tell(study, trial, TrialState.COMPLETED, value=value, metrics=metrics)
 
@@ -256,8 +279,11 @@ class Worker:
                 _terminate(process, self.options.stop_grace_seconds)
                 return "lost"
             if stop:
-                log.info("trial stopping on the chief's word study=%s trial=%d",
-                         study.name, trial.number)
+                log.info(
+                    "trial stopping on the chief's word study=%s trial=%d",
+                    study.name,
+                    trial.number,
+                )
                 _terminate(process, self.options.stop_grace_seconds)
                 return "stop"
             try:
@@ -273,8 +299,9 @@ class Worker:
             metrics = _finite(report)
             if not metrics:
                 continue
-            answer = self.client.report(study.name, trial.number, trial.attempt, report.step,
-                                        metrics)
+            answer = self.client.report(
+                study.name, trial.number, trial.attempt, report.step, metrics
+            )
             stop = stop or answer.should_stop
         return stop
 
@@ -288,28 +315,48 @@ class Worker:
         metrics: dict[str, float] | None = None,
     ) -> TrialOutcome | None:
         try:
-            self.client.tell(study.name, trial.number, trial.attempt, value=value,
-                             metrics=metrics, state=state)
+            self.client.tell(
+                study.name, trial.number, trial.attempt, value=value, metrics=metrics, state=state
+            )
         except FailedPreconditionError as error:
-            log.warning("result refused study=%s trial=%d error=%s", study.name, trial.number,
-                        error)
+            log.warning(
+                "result refused study=%s trial=%d error=%s", study.name, trial.number, error
+            )
             return None
-        log.info("trial %s study=%s trial=%d attempt=%d value=%s", state.value.lower(),
-                 study.name, trial.number, trial.attempt, value)
+        log.info(
+            "trial %s study=%s trial=%d attempt=%d value=%s",
+            state.value.lower(),
+            study.name,
+            trial.number,
+            trial.attempt,
+            value,
+        )
         return TrialOutcome(trial.number, trial.attempt, state, value)
 
     def _fail(
         self, study: Study, trial: Trial, message: str, *, retry: bool = False
     ) -> TrialOutcome | None:
         try:
-            self.client.tell(study.name, trial.number, trial.attempt, state=TrialState.FAILED,
-                             failure_message=message, retry=retry)
+            self.client.tell(
+                study.name,
+                trial.number,
+                trial.attempt,
+                state=TrialState.FAILED,
+                failure_message=message,
+                retry=retry,
+            )
         except FailedPreconditionError as error:
-            log.warning("failure refused study=%s trial=%d error=%s", study.name, trial.number,
-                        error)
+            log.warning(
+                "failure refused study=%s trial=%d error=%s", study.name, trial.number, error
+            )
             return None
-        log.warning("trial failed study=%s trial=%d attempt=%d message=%r", study.name,
-                    trial.number, trial.attempt, message.splitlines()[0] if message else "")
+        log.warning(
+            "trial failed study=%s trial=%d attempt=%d message=%r",
+            study.name,
+            trial.number,
+            trial.attempt,
+            message.splitlines()[0] if message else "",
+        )
         return TrialOutcome(trial.number, trial.attempt, TrialState.FAILED, None, message)
 
 

@@ -37,10 +37,19 @@ def client(chief: Chief) -> Iterator[Client]:
         yield c
 
 
-def make_study(client: Client, name: str, *, max_trials: int = 3, parallel: int = 1,
-               lease_seconds: float = 30, measurement: str = "best",
-               early_stopping: str = "none", max_attempts: int = 3) -> str:
-    client.create_study(textwrap.dedent(f"""\
+def make_study(
+    client: Client,
+    name: str,
+    *,
+    max_trials: int = 3,
+    parallel: int = 1,
+    lease_seconds: float = 30,
+    measurement: str = "best",
+    early_stopping: str = "none",
+    max_attempts: int = 3,
+) -> str:
+    client.create_study(
+        textwrap.dedent(f"""\
         name: {name}
         metric: {{name: score, goal: maximize}}
         parameters:
@@ -51,5 +60,6 @@ def make_study(client: Client, name: str, *, max_trials: int = 3, parallel: int 
         measurement: {measurement}
         lease_seconds: {lease_seconds}
         early_stopping: {early_stopping}
-        """))
+        """)
+    )
     return name

@@ -24,13 +24,18 @@ model_dir = Path(os.environ["AIP_MODEL_DIR"])
 checkpoint = Path(os.environ["AIP_CHECKPOINT_DIR"]) / "step.json"
 start = json.loads(checkpoint.read_text())["step"] if checkpoint.exists() else 0
 with open(model_dir / "runs.jsonl", "a") as runs:
-    runs.write(json.dumps({
-        "start_step": start,
-        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "trial": os.environ["CLOUD_ML_TRIAL_ID"],
-        "argv": sys.argv[1:],
-        "t0": time.time(),
-    }) + "\n")
+    runs.write(
+        json.dumps(
+            {
+                "start_step": start,
+                "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "trial": os.environ["CLOUD_ML_TRIAL_ID"],
+                "argv": sys.argv[1:],
+                "t0": time.time(),
+            }
+        )
+        + "\n"
+    )
 if mode == "fail":
     print("loading data...", flush=True)
     print("ValueError: the fake trial was told to fail", file=sys.stderr, flush=True)

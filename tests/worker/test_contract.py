@@ -36,7 +36,9 @@ def test_flags_are_formatted_as_vertex_formats_them() -> None:
 def test_directories_and_environment_follow_the_aip_layout(tmp_path: Path) -> None:
     dirs = trial_dirs(str(tmp_path / "out"), "7", str(tmp_path / "scratch"))
     env = trial_env(
-        dirs, "7", base_env={"PATH": "/bin", "KERASTUNER_TUNER_ID": "w0"},
+        dirs,
+        "7",
+        base_env={"PATH": "/bin", "KERASTUNER_TUNER_ID": "w0"},
         cuda_visible_devices="2,3",
     )
     assert env["AIP_MODEL_DIR"] == f"{tmp_path}/out/7/model/"
@@ -129,8 +131,10 @@ def test_final_measurement_follows_the_selection(
 def test_nan_is_selected_so_the_caller_can_fail_the_trial(tmp_path: Path) -> None:
     path = tmp_path / "m"
     path.write_text(
-        json.dumps({"global_step": "1", "timestamp": 1.0, "acc": "0.5"}) + "\n"
-        + json.dumps({"global_step": "2", "timestamp": 2.0, "acc": "nan"}) + "\n"
+        json.dumps({"global_step": "1", "timestamp": 1.0, "acc": "0.5"})
+        + "\n"
+        + json.dumps({"global_step": "2", "timestamp": 2.0, "acc": "nan"})
+        + "\n"
     )
     reader = MetricFileReader(path)
     reader.poll()

@@ -25,8 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.tf,
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
-                       reason="TensorFlow is not installed (pip install -e '.[tf]')"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("tensorflow") is None,
+        reason="TensorFlow is not installed (pip install -e '.[tf]')",
+    ),
 ]
 
 
@@ -39,7 +41,8 @@ def _free_port() -> int:
 def test_chief_two_workers_and_the_vertex_trial_script(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'e2e.db'}"
     study_file = tmp_path / "digits.yaml"
-    study_file.write_text(textwrap.dedent("""\
+    study_file.write_text(
+        textwrap.dedent("""\
         name: digits-e2e
         metric: {name: val_accuracy, goal: maximize}
         parameters:
@@ -50,33 +53,92 @@ def test_chief_two_workers_and_the_vertex_trial_script(tmp_path: Path) -> None:
         budget: {max_trials: 4, parallel_trials: 2}
         algorithm: random
         lease_seconds: 120
-        """))
+        """)
+    )
     port = _free_port()
-    env = dict(os.environ, HPSEARCH_CPU_REPLICAS="2", TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ, HPSEARCH_CPU_REPLICAS="2", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1"
+    )
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
         env.pop(name, None)
     chief_log = (tmp_path / "chief.log").open("wb")
     chief = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch", "chief", "--port", str(port), "--host", "127.0.0.1",
-         "--storage", storage, "--study", str(study_file)],
-        env=env, stdout=chief_log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "hpsearch",
+            "chief",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--storage",
+            storage,
+            "--study",
+            str(study_file),
+        ],
+        env=env,
+        stdout=chief_log,
+        stderr=subprocess.STDOUT,
     )
-    trial_cmd = [sys.executable, str(REPO / "trials" / "mnist.py"), "--dataset", "digits",
-                 "--epochs", "2"]
+    trial_cmd = [
+        sys.executable,
+        str(REPO / "trials" / "mnist.py"),
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+    ]
     out = tmp_path / "out"
     workers = []
     try:
         # one worker told by flag, the other by Keras Tuner's variables
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "hpsearch", "worker", "--oracle", f"127.0.0.1:{port}",
-             "--worker-id", "w-flag", "--gpus-per-trial", "0", "--output-dir", str(out),
-             "--study", "digits-e2e", "--", *trial_cmd], env=env))
-        kt_env = dict(env, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port),
-                      KERASTUNER_TUNER_ID="w-env")
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "hpsearch", "worker", "--gpus-per-trial", "0",
-             "--output-dir", str(out), "--", *trial_cmd], env=kt_env))
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hpsearch",
+                    "worker",
+                    "--oracle",
+                    f"127.0.0.1:{port}",
+                    "--worker-id",
+                    "w-flag",
+                    "--gpus-per-trial",
+                    "0",
+                    "--output-dir",
+                    str(out),
+                    "--study",
+                    "digits-e2e",
+                    "--",
+                    *trial_cmd,
+                ],
+                env=env,
+            )
+        )
+        kt_env = dict(
+            env,
+            KERASTUNER_ORACLE_IP="127.0.0.1",
+            KERASTUNER_ORACLE_PORT=str(port),
+            KERASTUNER_TUNER_ID="w-env",
+        )
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hpsearch",
+                    "worker",
+                    "--gpus-per-trial",
+                    "0",
+                    "--output-dir",
+                    str(out),
+                    "--",
+                    *trial_cmd,
+                ],
+                env=kt_env,
+            )
+        )
         deadline = time.monotonic() + 540
         for worker in workers:
             assert worker.wait(max(1.0, deadline - time.monotonic())) == 0
@@ -91,14 +153,21 @@ def test_chief_two_workers_and_the_vertex_trial_script(tmp_path: Path) -> None:
     try:
         trials = store.list_trials("digits-e2e")
         assert [t.state for t in trials] == [TrialState.COMPLETED] * 4, [
-            (t.number, t.state, t.failure_message) for t in trials]
+            (t.number, t.state, t.failure_message) for t in trials
+        ]
         assert {t.worker_id for t in trials} == {"w-flag", "w-env"}
         for trial in trials:
             steps = [m.step for m in store.list_measurements("digits-e2e", trial.number)]
             assert steps == [1, 2]
             assert trial.value is not None and 0.0 <= trial.value <= 1.0
-            logs = (out / ".hpsearch" / "digits-e2e" / "attempt-1" / f"trial-{trial.number}"
-                    / "output.log").read_text()
+            logs = (
+                out
+                / ".hpsearch"
+                / "digits-e2e"
+                / "attempt-1"
+                / f"trial-{trial.number}"
+                / "output.log"
+            ).read_text()
             assert "replicas=2" in logs
         best = store.best_trials("digits-e2e", 1)[0]
     finally:
@@ -107,9 +176,23 @@ def test_chief_two_workers_and_the_vertex_trial_script(tmp_path: Path) -> None:
     serving = tmp_path / "serving"
     for expected_version in ("1", "2"):
         result = subprocess.run(
-            [sys.executable, "-m", "hpsearch", "export", "best", "digits-e2e", "--to",
-             str(serving), "--from", str(out), "--storage", storage],
-            capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "hpsearch",
+                "export",
+                "best",
+                "digits-e2e",
+                "--to",
+                str(serving),
+                "--from",
+                str(out),
+                "--storage",
+                storage,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert result.returncode == 0, result.stderr
         assert (serving / expected_version / "saved_model.pb").is_file()
@@ -123,7 +206,8 @@ def test_chief_two_workers_and_the_vertex_trial_script(tmp_path: Path) -> None:
                        tf.zeros([1, *spec.shape[1:]], spec.dtype)}})
         print(list(out.values())[0].shape)
         """)
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            timeout=120, env=env)
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env
+    )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip().endswith("(1, 10)")

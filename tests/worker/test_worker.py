@@ -27,8 +27,14 @@ from .conftest import FAKE_TRIAL, make_study
 
 def _options(chief: Chief, study: str, tmp_path: Path, **kw: object) -> WorkerOptions:
     return WorkerOptions(
-        oracle=chief.address, study=study, command=list(FAKE_TRIAL), worker_id="w0",
-        output_dir=str(tmp_path / "out"), gpus=[], poll_seconds=0.1, stop_grace_seconds=2.0,
+        oracle=chief.address,
+        study=study,
+        command=list(FAKE_TRIAL),
+        worker_id="w0",
+        output_dir=str(tmp_path / "out"),
+        gpus=[],
+        poll_seconds=0.1,
+        stop_grace_seconds=2.0,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -56,9 +62,9 @@ def test_worker_runs_a_study_to_its_budget(chief: Chief, client: Client, tmp_pat
         assert run["argv"] == [f"--x={x!r}"]
 
 
-def test_measurement_last_takes_the_last_report(chief: Chief, client: Client,
-                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                 ) -> None:
+def test_measurement_last_takes_the_last_report(
+    chief: Chief, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     study = make_study(client, "last", max_trials=1, measurement="last")
     Worker(_options(chief, study, tmp_path), client).run()
     assert chief.store is not None
@@ -76,8 +82,12 @@ def test_measurement_last_takes_the_last_report(chief: Chief, client: Client,
     ],
 )
 def test_failures_are_reported_with_their_reason_and_the_worker_goes_on(
-    chief: Chief, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    mode: str, message: str,
+    chief: Chief,
+    client: Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    message: str,
 ) -> None:
     monkeypatch.setenv("FAKE_TRIAL_MODE", mode)
     study = make_study(client, f"fails-{mode}", max_trials=2, max_attempts=1)
@@ -117,14 +127,32 @@ def test_a_killed_worker_loses_its_trial_and_the_retry_resumes_from_the_checkpoi
 ) -> None:
     study = make_study(client, "killed", max_trials=1, lease_seconds=2)
     env = dict(os.environ, FAKE_TRIAL_MODE="slow", FAKE_TRIAL_SLEEP="0.6", FAKE_TRIAL_STEPS="5")
-    cmd = [sys.executable, "-m", "hpsearch", "worker", "--oracle", chief.address,
-           "--study", study, "--worker-id", "doomed", "--output-dir", str(tmp_path / "out"),
-           "--gpus-per-trial", "0", "--", *FAKE_TRIAL]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpsearch",
+        "worker",
+        "--oracle",
+        chief.address,
+        "--study",
+        study,
+        "--worker-id",
+        "doomed",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--gpus-per-trial",
+        "0",
+        "--",
+        *FAKE_TRIAL,
+    ]
     doomed = subprocess.Popen(cmd, env=env, start_new_session=True)
     assert chief.store is not None
     try:
-        _wait_for(lambda: len(_measurements(chief, study, 0)) >= 2, 60,
-                  "the first worker never reported two measurements")
+        _wait_for(
+            lambda: len(_measurements(chief, study, 0)) >= 2,
+            60,
+            "the first worker never reported two measurements",
+        )
     finally:
         os.killpg(doomed.pid, signal.SIGKILL)  # the worker and its trial die without a word
         doomed.wait(10)
@@ -136,7 +164,9 @@ def test_a_killed_worker_loses_its_trial_and_the_retry_resumes_from_the_checkpoi
     assert trial.worker_id == "rescuer"
     attempts = chief.store.list_attempts(study, 0)
     assert [(a.attempt, a.state, a.worker_id) for a in attempts] == [
-        (1, AttemptState.LOST, "doomed"), (2, AttemptState.COMPLETED, "rescuer")]
+        (1, AttemptState.LOST, "doomed"),
+        (2, AttemptState.COMPLETED, "rescuer"),
+    ]
     starts = [r["start_step"] for r in _runs(tmp_path, study, 0) if "start_step" in r]
     assert starts[0] == 0 and starts[1] >= 2  # attempt 2 resumed from the checkpoint
     x = float(trial.params["x"])
@@ -163,25 +193,44 @@ def _wait_for(condition: Callable[[], bool], timeout: float, message: str) -> No
 def test_oracle_address_from_flags_keras_tuner_env_and_vertex_cluster_spec() -> None:
     assert resolve_oracle("chief:9000", {})[0] == "chief:9000"
     assert resolve_oracle("chief", {"KERASTUNER_ORACLE_PORT": "8123"})[0] == "chief:8123"
-    env = {"KERASTUNER_ORACLE_IP": "10.0.0.5", "KERASTUNER_ORACLE_PORT": "8001",
-           "KERASTUNER_TUNER_ID": "tuner7"}
+    env = {
+        "KERASTUNER_ORACLE_IP": "10.0.0.5",
+        "KERASTUNER_ORACLE_PORT": "8001",
+        "KERASTUNER_TUNER_ID": "tuner7",
+    }
     assert resolve_oracle(None, env) == ("10.0.0.5:8001", "tuner7")
     assert resolve_oracle("override:1", env) == ("override:1", "tuner7")
-    cluster = {"cluster": {"workerpool0": ["cmle-training-workerpool0-ab-0:2222"],
-                           "workerpool1": ["w1:2222", "w2:2222"]},
-               "task": {"type": "workerpool1", "index": 1}}
+    cluster = {
+        "cluster": {
+            "workerpool0": ["cmle-training-workerpool0-ab-0:2222"],
+            "workerpool1": ["w1:2222", "w2:2222"],
+        },
+        "task": {"type": "workerpool1", "index": 1},
+    }
     assert resolve_oracle(None, {"CLUSTER_SPEC": json.dumps(cluster)}) == (
-        "cmle-training-workerpool0-ab-0:8000", "workerpool1-1")
-    tf_config = {"cluster": {"chief": ["head:2222"], "worker": ["w:2222"]},
-                 "task": {"type": "worker", "index": 0}}
+        "cmle-training-workerpool0-ab-0:8000",
+        "workerpool1-1",
+    )
+    tf_config = {
+        "cluster": {"chief": ["head:2222"], "worker": ["w:2222"]},
+        "task": {"type": "worker", "index": 0},
+    }
     assert resolve_oracle(None, {"TF_CONFIG": json.dumps(tf_config)})[0] == "head:8000"
 
 
 def test_worker_cli_errors_are_one_line(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERASTUNER_", "CLUSTER_",
-                                                                      "TF_CONFIG"))}
-    result = subprocess.run([sys.executable, "-m", "hpsearch", "worker", "--", "true"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KERASTUNER_", "CLUSTER_", "TF_CONFIG"))
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "hpsearch", "worker", "--", "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "where is the chief?" in result.stderr
     assert "Traceback" not in result.stderr
