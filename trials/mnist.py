@@ -59,6 +59,10 @@ OPTIMIZERS = ("sgd", "adam")
 MODEL_VERSION = "1"
 # BackupAndRestore's own file names inside the checkpoint directory.
 _TRAINING_METADATA = "training_metadata.json"
+# Ours, next to them: the flags that shaped the checkpointed model.
+_TRIAL_FLAGS = "trial_flags.json"
+# Flags a resumed run may change without making the checkpoint meaningless.
+_RESUMABLE_CHANGES = ("epochs", "metric_tag")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +167,7 @@ def train(args: argparse.Namespace) -> int:
         )
 
     done_epochs = _finished_epochs(checkpoint_dir)
+    _check_checkpoint_flags(checkpoint_dir, args, done_epochs)
     if done_epochs:
         logger.info(
             "resuming checkpoint_dir=%s finished_epochs=%d start_epoch=%s",
@@ -373,6 +378,31 @@ def _finished_epochs(checkpoint_dir: str) -> int:
         return 0
     with tf.io.gfile.GFile(path) as f:
         return int(json.loads(f.read()).get("epoch", 0))
+
+
+def _check_checkpoint_flags(checkpoint_dir: str, args: argparse.Namespace, done: int) -> None:
+    """Refuse to resume a checkpoint written with other flags; record ours otherwise."""
+    if not checkpoint_dir:
+        return
+    import tensorflow as tf
+
+    ours = {k: v for k, v in sorted(vars(args).items()) if k not in _RESUMABLE_CHANGES}
+    path = _join(checkpoint_dir, _TRIAL_FLAGS)
+    if done and tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            theirs = json.loads(f.read())
+        changed = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+        if changed:
+            diff = ", ".join(f"--{k} {old} -> {new}" for k, (old, new) in changed.items())
+            raise TrainingError(
+                f"{checkpoint_dir} holds a checkpoint of this trial trained with other flags "
+                f"({diff}); a trial's flags must not change between attempts: use another "
+                "AIP_CHECKPOINT_DIR or delete this one to start over"
+            )
+        return
+    tf.io.gfile.makedirs(checkpoint_dir)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(ours, sort_keys=True))
 
 
 def _warn_if_multi_worker(tf_config: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -285,3 +286,16 @@ def test_output_directories_may_be_non_local_tensorflow_file_systems(tmp_path: P
     assert any(f.startswith("ram://out/7/logs/train/events.out.tfevents.") for f in files)
     lines = (tmp_path / "output.metrics").read_text().splitlines()
     assert [json.loads(line)["global_step"] for line in lines] == ["1", "2"]
+
+
+def test_resuming_with_other_flags_is_refused_and_changes_nothing(trained: Trial) -> None:
+    before = {p: p.read_bytes() for p in trained.checkpoint_dir.iterdir()}
+    metrics_before = trained.metric_file.read_text()
+    flags = [f for f in FLAGS if not f.startswith("--n_neurons")]
+    # A copy: the fixture's own record of its run stays as the other tests expect it.
+    proc = dataclasses.replace(trained).run(*flags, "--n_neurons=64", "--epochs=3")
+    assert proc.returncode == 1
+    assert "trained with other flags (--n_neurons 32 -> 64)" in proc.stderr
+    assert "use another AIP_CHECKPOINT_DIR or delete this one" in proc.stderr
+    assert {p: p.read_bytes() for p in trained.checkpoint_dir.iterdir()} == before
+    assert trained.metric_file.read_text() == metrics_before
