@@ -332,3 +332,23 @@ def test_the_vertex_cli_imports_no_google_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_dry_run_needs_neither_aiplatform_nor_credentials(tmp_path: Path) -> None:
+    """With google-cloud-aiplatform unimportable, the dry run still prints the golden body."""
+    code = (
+        "import sys; sys.modules['google.cloud.aiplatform_v1'] = None; "
+        "sys.modules['google.auth'] = None; "
+        "from hpsearch.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+    env["HOME"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *GOLDEN_ARGS],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(GOLDEN.read_text())
