@@ -143,18 +143,18 @@ class _Base:
         if self.default is None:
             return
         implicit = self._implicit_default()
+        if _same(self.default, implicit):
+            # Before validation: Keras Tuner reports min as the default even where min is
+            # not on a (reverse-log) step grid and validation would snap it elsewhere.
+            object.__setattr__(self, "default", None)
+            return
         try:
             value = self.validate(self.default)  # type: ignore[attr-defined]
         except InvalidArgumentError as exc:
-            # Keras Tuner always reports min as a numeric default, even where min is not on
-            # a reverse-log step grid: that spelling means "no default".
-            if _same(self.default, implicit):
-                value = implicit
-            else:
-                raise InvalidArgumentError(
-                    f"default of parameter {self.name!r} is not one of its values: {exc}; "
-                    "change the default or leave it out"
-                ) from None
+            raise InvalidArgumentError(
+                f"default of parameter {self.name!r} is not one of its values: {exc}; "
+                "change the default or leave it out"
+            ) from None
         object.__setattr__(self, "default", None if _same(value, implicit) else value)
 
     def _implicit_default(self) -> ParamValue:
@@ -283,6 +283,11 @@ class DoubleParam(_Base):
     def validate(self, value: Any) -> float:
         """Return ``value`` as a float in the domain (snapped to the step grid if stepped)."""
         number = _number(value, where=f"parameter {self.name!r}")
+        if math.isfinite(number) and not self.min <= number <= self.max:
+            # Accept rounding noise at the ends (Keras Tuner computes max as max + min - min).
+            slack = 1e-12 * max(abs(self.min), abs(self.max), self.max - self.min)
+            if self.min - slack <= number <= self.max + slack:
+                number = min(max(number, self.min), self.max)
         if not math.isfinite(number) or not self.min <= number <= self.max:
             raise InvalidArgumentError(
                 f"parameter {self.name!r} expects a float in [{self.min:g}, {self.max:g}], "
