@@ -118,7 +118,7 @@ def import_job(store: Store, job: Mapping[str, Any], *, study: str | None = None
                 params,
                 worker_id=IMPORT_WORKER,
                 lease_seconds=_IMPORT_LEASE_SECONDS,
-                tags=_tags(job_name, vertex_trial),
+                tags=_tags(job, vertex_trial),
             )
         elif trial.state is not TrialState.RUNNING:
             # Created by an import that stopped half-way and was since requeued: leave it.
@@ -293,12 +293,20 @@ def _params(vertex_trial: Mapping[str, Any], space: Space, trial_id: str) -> Par
         ) from None
 
 
-def _tags(job_name: str, vertex_trial: Mapping[str, Any]) -> dict[str, Any]:
+def _tags(job: Mapping[str, Any], vertex_trial: Mapping[str, Any]) -> dict[str, Any]:
+    trial_id = str(vertex_trial.get("id", ""))
     tags: dict[str, Any] = {
-        TAG_JOB: job_name,
-        TAG_TRIAL: str(vertex_trial.get("id", "")),
+        TAG_JOB: str(job.get("name", "")),
+        TAG_TRIAL: trial_id,
         "vertex_state": str(vertex_trial.get("state", "")),
     }
+    base = (job.get("trialJobSpec") or {}).get("baseOutputDirectory", {}).get("outputUriPrefix")
+    if base and trial_id:
+        # Vertex AI's per-trial directories (AIP_MODEL_DIR, ...): the dashboard lists them.
+        trial_dir = f"{str(base).rstrip('/')}/{trial_id}"
+        tags["model_dir"] = f"{trial_dir}/model/"
+        tags["checkpoint_dir"] = f"{trial_dir}/checkpoints/"
+        tags["log_dir"] = f"{trial_dir}/logs/"
     for key, tag in (
         ("startTime", "vertex_start_time"),
         ("endTime", "vertex_end_time"),

@@ -344,6 +344,9 @@ def test_import_copies_finished_trials_and_is_idempotent(
         }
         assert first.tags["vertex_job"] == name
         assert first.tags["vertex_start_time"] == "2026-11-23T10:01:00Z"
+        assert first.tags["vertex_custom_job"] == f"{PARENT}/customJobs/555"
+        assert first.tags["model_dir"] == "gs://demo-out/every/1/model/"
+        assert first.tags["log_dir"] == "gs://demo-out/every/1/logs/"
         measurements = store.list_measurements(study.name, first.number)
         assert [(m.step, m.metrics["val_loss"]) for m in measurements] == [
             (1, pytest.approx(0.52)),
@@ -380,11 +383,19 @@ def test_import_copies_finished_trials_and_is_idempotent(
     assert row["val_loss"] == pytest.approx(0.15)
     assert (row["optimizer"], row["batch_size"], row["layers"]) == ("adam", 64, 3)
 
-    store = Store(storage_url)
-    try:
-        assert len(store.list_trials("every-kind-vertex")) == 5
-    finally:
-        store.close()
+    code, out, err = run_cli(
+        capsys, "trials", "every-kind-vertex", "--format", "json", "--storage", storage_url
+    )
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["state"] for r in rows] == [
+        "COMPLETED",
+        "COMPLETED",
+        "FAILED",
+        "FAILED",
+        "COMPLETED",
+    ]
+    assert rows[2]["failure"].startswith("infeasible: ")
 
 
 def test_status_reports_state_counts_and_best(
