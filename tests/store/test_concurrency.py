@@ -7,13 +7,12 @@ and lost lock races are retried, so no error reaches a caller.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import multiprocessing
+import sqlite3
 import threading
-from collections import Counter
+import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +22,7 @@ from hpsearch.store import Store
 from .helpers import study_config
 
 THREADS = 32
-PROCESSES = 8
+PROCESSES = 16
 
 
 def _claim_and_complete_all(store: Store, study: str, worker: str) -> list[int]:
@@ -85,31 +84,63 @@ def test_32_threads_create_running_trials_with_unique_numbers(store: Store) -> N
     assert attempt.state is AttemptState.COMPLETED
 
 
+def _process_main(url: str, study: str, worker: str, results: Any) -> None:
+    """One worker process: its own Store, claim and complete until nothing is left."""
+    done: list[int] = []
+    errors: list[str] = []
+    try:
+        store = Store(url, pool_size=1, max_overflow=1)
+        try:
+            done = _claim_and_complete_all(store, study, worker)
+        finally:
+            store.close()
+    except Exception as exc:  # reported to the parent, which fails the test
+        errors.append(f"{type(exc).__name__}: {exc}")
+    results.put({"worker": worker, "done": done, "errors": errors})
+
+
 def test_processes_each_with_their_own_store(store: Store, storage_url: str) -> None:
+    """PROCESSES processes (forked: no interpreter start-up), one Store each."""
     study = store.create_study(study_config()).name
-    n = 120
+    n = 96
     for i in range(n):
         store.create_trial(study, {"i": i})
-    script = Path(__file__).with_name("claim_worker.py")
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
     procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), storage_url, study, f"proc-{k}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        context.Process(target=_process_main, args=(storage_url, study, f"proc-{k}", results))
         for k in range(PROCESSES)
     ]
-    reports = []
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        reports.append(json.loads(out.strip().splitlines()[-1]))
-    errors = [error for report in reports for error in report["errors"]]
-    assert errors == []
+        proc.start()
+    reports = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    assert [error for report in reports for error in report["errors"]] == []
     done = [number for report in reports for number in report["done"]]
     _check_every_trial_completed_once(store, study, n, done)
-    assert Counter(bool(report["done"]) for report in reports)[True] > 1
+    assert sum(1 for report in reports if report["done"]) > 1, "one process did all the work"
+
+
+def test_a_writer_waits_for_the_sqlite_lock_instead_of_failing(sqlite_url: str) -> None:
+    """Another connection holds SQLite's write lock for a while: the store's write waits
+    for it (BEGIN IMMEDIATE + busy timeout) and succeeds."""
+    with Store(sqlite_url) as store:
+        study = store.create_study(study_config()).name
+        path = sqlite_url.removeprefix("sqlite:///")
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("UPDATE studies SET updated_at = updated_at")
+        release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+        release.start()
+        started = time.monotonic()
+        trial = store.create_trial(study, {})
+        waited = time.monotonic() - started
+        release.join()
+        holder.close()
+    assert trial.number == 0
+    assert waited >= 0.4
 
 
 @pytest.mark.parametrize("lease", [0.0])
