@@ -210,3 +210,8 @@ def _api_errors(doing: str) -> Iterator[None]:
         raise HpsearchError(f"{doing}: Vertex AI did not answer in time: {exc}") from None
     except auth_exc.GoogleAuthError as exc:
         raise UnauthenticatedError(f"{doing}: {exc}") from None
+    except OSError as exc:  # requests' ConnectionError and timeouts are OSErrors
+        raise HpsearchError(
+            f"{doing}: cannot reach Vertex AI ({type(exc).__name__}); check the network, "
+            "--region and --api-endpoint"
+        ) from None

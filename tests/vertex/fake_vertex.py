@@ -48,9 +48,11 @@ class FakeVertex:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Stop serving (idempotent)."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(5)
         self._server.server_close()
-        self._thread.join(5)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self

@@ -475,6 +475,19 @@ def test_an_unknown_job_is_not_found(fake: FakeVertex, capsys: pytest.CaptureFix
     assert "not found" in err and "hyperparameterTuningJobs/404" in err
 
 
+def test_an_unreachable_endpoint_is_a_one_line_error(
+    fake: FakeVertex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = fake.endpoint
+    fake.stop()
+    code, out, err = run_cli(
+        capsys, "vertex", "status", f"{PARENT}/hyperparameterTuningJobs/1", "--api-endpoint",
+        endpoint,
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert "cannot reach Vertex AI" in err and err.count("\n") == 1
+
+
 def test_a_bare_job_id_needs_project_and_region(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "vertex", "import", "123")
     assert code == 2
