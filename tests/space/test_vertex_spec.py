@@ -262,7 +262,7 @@ def test_a_space_from_keras_tuner_maps_to_vertex() -> None:
 def test_import_reads_camel_and_snake_case_and_whole_study_specs() -> None:
     camel = study_spec_to_vertex(load_study(EXAMPLE))
     assert parameter_specs_from_vertex(camel) == load_study(EXAMPLE).space
-    snake = [
+    snake: list[dict[str, Any]] = [
         {
             "parameter_id": "lr",
             "double_value_spec": {"min_value": 0.001, "max_value": 0.1},
