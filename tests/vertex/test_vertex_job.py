@@ -352,3 +352,18 @@ def test_the_dry_run_needs_neither_aiplatform_nor_credentials(tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(GOLDEN.read_text())
+
+
+def test_creating_a_job_needs_project_and_region(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(
+        capsys, "vertex", "submit", str(DATA / "mnist_mlp.yaml"), "--image", "img", "--region", "r"
+    )
+    assert (code, out) == (2, "")
+    assert "needs --project" in err and "--dry-run" in err
+
+
+def test_vertex_without_an_action_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "vertex")
+    assert code == 2
+    for action in ("submit", "status", "import", "submit-distributed"):
+        assert action in out
