@@ -48,7 +48,14 @@ from hpsearch.records import (
     Worker,
 )
 from hpsearch.space import Goal, Params, Space, StudyConfig
-from hpsearch.store.engine import db_now, make_engine, normalize_url, run_transaction, safe_url
+from hpsearch.store.engine import (
+    db_now,
+    make_engine,
+    normalize_url,
+    process_write_lock,
+    run_transaction,
+    safe_url,
+)
 from hpsearch.store.migrate import ensure_schema
 from hpsearch.store.sql import (
     MEASUREMENTS,
@@ -91,6 +98,7 @@ class Store:
             self._engine.dispose()
             raise
         self._sql = statements(self._engine.dialect.name)
+        self._write_lock = process_write_lock(self._engine)
 
     def close(self) -> None:
         """Close every pooled connection.  The store must not be used afterwards."""
@@ -635,7 +643,9 @@ class Store:
     def _write(self, fn: Callable[[Connection], R | BaseException], what: str) -> R:
         # ``fn`` may return an exception: it is raised after the transaction commits (a
         # refused report still commits the expiry of the lapsed lease it found).
-        result = run_transaction(self._engine, fn, write=True, what=what)
+        result = run_transaction(
+            self._engine, fn, write=True, what=what, write_lock=self._write_lock
+        )
         if isinstance(result, BaseException):
             raise result
         return result
