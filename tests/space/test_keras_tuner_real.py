@@ -20,7 +20,7 @@ from hpsearch.space import (
 
 from .strategies import spaces
 
-pytestmark = pytest.mark.tf
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
 kt = pytest.importorskip("keras_tuner", reason="needs keras-tuner (the tf extra)")
 
 
