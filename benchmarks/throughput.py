@@ -54,6 +54,7 @@ from hpsearch.protos import keras_tuner_pb2 as kt  # noqa: E402
 from hpsearch.protos import keras_tuner_service_pb2 as svc  # noqa: E402
 from hpsearch.protos import keras_tuner_service_pb2_grpc as svc_grpc  # noqa: E402
 
+KT_LABEL = "Keras Tuner 1.4.8 chief"
 RESULTS = REPO / "benchmarks" / "results" / "throughput.md"
 
 KT_CHIEF_SCRIPT = textwrap.dedent(
@@ -88,6 +89,11 @@ class Run:
     seconds: float
     latencies: list[float]
     errors: int = 0
+    cpu_seconds: float = float("nan")  # the chief process's CPU time in the window
+
+    @property
+    def cpu_ms_per_trial(self) -> float:
+        return self.cpu_seconds / self.trials * 1000 if self.trials else float("nan")
 
     @property
     def rate(self) -> float:
@@ -143,7 +149,20 @@ def worker_loop(
             done += 1
 
 
-def drive(address: str, chief: str, workers: int, seconds: float, warmup: float) -> Run:
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc), NaN if unknown."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drive(
+    address: str, chief: str, workers: int, seconds: float, warmup: float, pid: int | None = None
+) -> Run:
     """Run ``workers`` loops for ``warmup + seconds``; count what ends in the last ``seconds``."""
     stop = threading.Event()
     per_thread: list[list[float]] = [[] for _ in range(workers)]
@@ -158,10 +177,12 @@ def drive(address: str, chief: str, workers: int, seconds: float, warmup: float)
         thread.start()
     time.sleep(warmup)
     marks = [len(lat) for lat in per_thread]
+    cpu0 = cpu_seconds(pid)
     t0 = time.perf_counter()
     time.sleep(seconds)
     counts = [len(lat) for lat in per_thread]
     elapsed = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu0
     stop.set()
     for thread in threads:
         thread.join(30)
@@ -173,6 +194,7 @@ def drive(address: str, chief: str, workers: int, seconds: float, warmup: float)
         elapsed,
         window,
         len(errors),
+        cpu,
     )
 
 
@@ -218,7 +240,7 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def hpsearch_chief(
     storage: str, workdir: Path, *, max_trials: int = 10**7, parallel: int = 64
-) -> Iterator[str]:
+) -> Iterator[tuple[str, int]]:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     study = workdir / f"{name}.yaml"
     study.write_text(
@@ -259,13 +281,13 @@ def hpsearch_chief(
     )
     try:
         wait_ready(f"127.0.0.1:{port}", proc, 60, health=True)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", proc.pid
     finally:
         stop_process(proc)
 
 
 @contextmanager
-def keras_tuner_chief(workdir: Path) -> Iterator[str]:
+def keras_tuner_chief(workdir: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     script = workdir / "kt_chief.py"
     script.write_text(KT_CHIEF_SCRIPT)
@@ -283,7 +305,7 @@ def keras_tuner_chief(workdir: Path) -> Iterator[str]:
     )
     try:
         wait_ready(f"127.0.0.1:{port}", proc, 180, health=False)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", proc.pid
     finally:
         proc.kill()  # its server loop only exits after a STOPPED trial
         proc.wait(10)
@@ -324,14 +346,14 @@ def throughput(args: argparse.Namespace, workdir: Path) -> list[Run]:
     for label, storage_cm in storages(workdir, args.postgres):
         with storage_cm as storage:
             for n in args.workers:
-                with hpsearch_chief(storage, workdir) as address:
-                    run = drive(address, label, n, args.seconds, args.warmup)
+                with hpsearch_chief(storage, workdir) as (address, pid):
+                    run = drive(address, label, n, args.seconds, args.warmup, pid)
                 runs.append(run)
                 log_run(run)
     if not args.skip_keras_tuner:
         for n in args.workers:
-            with keras_tuner_chief(workdir) as address:
-                run = drive(address, "Keras Tuner 1.4.8 chief", n, args.seconds, args.warmup)
+            with keras_tuner_chief(workdir) as (address, pid):
+                run = drive(address, KT_LABEL, n, args.seconds, args.warmup, pid)
             runs.append(run)
             log_run(run)
     return runs
@@ -341,15 +363,15 @@ def study_size(args: argparse.Namespace, workdir: Path) -> list[tuple[str, int, 
     """Latency of a 4-worker window at ~100 trials and at ~``args.big`` trials."""
     rows = []
     for label, storage_cm in storages(workdir, args.postgres):
-        with storage_cm as storage, hpsearch_chief(storage, workdir) as address:
+        with storage_cm as storage, hpsearch_chief(storage, workdir) as (address, pid):
             latencies: list[float] = []
             errors: list[int] = []
             fill(address, 100, latencies, errors)
-            small = drive(address, label, 4, args.size_seconds, 0.5)
+            small = drive(address, label, 4, args.size_seconds, 0.5, pid)
             rows.append((label, 100, small))
             log_run(small, "size~100 ")
             fill(address, args.big, latencies, errors)
-            big = drive(address, label, 4, args.size_seconds, 0.5)
+            big = drive(address, label, 4, args.size_seconds, 0.5, pid)
             rows.append((label, args.big, big))
             log_run(big, f"size~{args.big} ")
     return rows
@@ -379,7 +401,7 @@ def waiting_calls(args: argparse.Namespace, workdir: Path) -> tuple[int, float, 
     with tempfile.TemporaryDirectory() as tmp:
         storage = f"sqlite:///{Path(tmp) / 'wait.db'}"
         with (
-            hpsearch_chief(storage, workdir, parallel=1) as address,
+            hpsearch_chief(storage, workdir, parallel=1) as (address, _),
             grpc.insecure_channel(address) as channel,
         ):
             stub = svc_grpc.OracleStub(channel)
@@ -398,7 +420,7 @@ def log_run(run: Run, prefix: str = "") -> None:
     print(
         f"  {prefix}{run.chief:28s} workers={run.workers:2d} trials={run.trials:5d} "
         f"rate={run.rate:7.1f}/s p50={run.pct(0.5):6.1f}ms p99={run.pct(0.99):7.1f}ms "
-        f"errors={run.errors}",
+        f"cpu/trial={run.cpu_ms_per_trial:5.2f}ms errors={run.errors}",
         flush=True,
     )
 
@@ -426,13 +448,14 @@ def report(
         f"Each row: {args.warmup:g} s warm-up, then {args.seconds:g} s measured. Latency is "
         "per trial (CreateTrial sent to EndTrial answered).",
         "",
-        "| chief | workers | trials/s | p50 latency (ms) | p99 latency (ms) | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| chief | workers | trials/s | p50 latency (ms) | p99 latency (ms) | chief CPU ms "
+        "per trial | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         lines.append(
             f"| {run.chief} | {run.workers} | {run.rate:.1f} | {run.pct(0.5):.1f} | "
-            f"{run.pct(0.99):.1f} | {run.errors} |"
+            f"{run.pct(0.99):.1f} | {run.cpu_ms_per_trial:.2f} | {run.errors} |"
         )
     kt16 = [
         r for r in runs if r.chief.startswith("Keras Tuner") and r.workers == max(args.workers)
@@ -442,7 +465,11 @@ def report(
         for run in runs:
             if run.workers == kt16[0].workers and not run.chief.startswith("Keras Tuner"):
                 ratio = run.rate / kt16[0].rate if kt16[0].rate else float("inf")
-                lines.append(f"- {run.chief}: {ratio:.1f}x")
+                cpu = kt16[0].cpu_ms_per_trial / run.cpu_ms_per_trial
+                lines.append(
+                    f"- {run.chief}: {ratio:.1f}x the trials/s; {cpu:.1f}x less chief CPU "
+                    "per trial"
+                )
     if sizes:
         lines += [
             "",

@@ -146,20 +146,21 @@ class Oracle:
         """A study's declaration from the oracle's mirror (no SQL on the hot path)."""
         return self._runtime(name).config
 
-    def update_space(self, name: str, space: Space) -> Study:
+    def update_space(self, name: str, space: Space) -> StudyConfig:
         """Add the parameters of ``space`` the study does not declare yet.
 
         Keras Tuner semantics: a parameter already declared keeps its declaration.
+        Returns the study's declaration afterwards.
         """
         runtime = self._runtime(name)
         if all(p.name in runtime.config.space for p in space):
-            return self.store.get_study(name)
+            return runtime.config
         with runtime.cond:
             study = self.store.get_study(name)
             current = study.config.space
             extra = tuple(p for p in space if p.name not in current)
             if not extra:
-                return study
+                return study.config
             study = self.store.update_space(name, Space(current.parameters + extra))
             runtime.config = study.config
             runtime.buffer.clear()
@@ -167,7 +168,7 @@ class Oracle:
             runtime.cond.notify_all()
         logger.info("space updated study=%s added=%s", name, ",".join(p.name for p in extra))
         self._suggest_wakeup.set()
-        return study
+        return study.config
 
     # -- trials ---------------------------------------------------------------------------
     def ask(
@@ -190,6 +191,10 @@ class Oracle:
         with runtime.cond:
             while True:
                 runtime.last_demand = time.monotonic()
+                if worker_id in runtime.reserving:  # a concurrent ask of this worker
+                    runtime.cond.wait(max(0.0, deadline - time.monotonic()))
+                    if time.monotonic() < deadline:
+                        continue
                 held = self._held_trials(runtime, worker_id)
                 if held:
                     return AskResult(AskStatus.TRIALS, held, runtime.config.lease_seconds)
@@ -213,7 +218,8 @@ class Oracle:
         trial = self.store.renew_lease(
             study, number, attempt, lease_seconds=runtime.config.lease_seconds
         )
-        runtime.renewed_at[number] = (attempt, time.monotonic())
+        with runtime.cache_lock:
+            runtime.renewed_at[number] = (attempt, time.monotonic())
         return self._lease_answer(runtime, trial)
 
     def report(
@@ -225,17 +231,19 @@ class Oracle:
         if step < 0:
             raise InvalidArgumentError(f"step must be >= 0, got {step}")
         lease = runtime.config.lease_seconds
-        renewed = runtime.renewed_at.get(number)
+        with runtime.cache_lock:
+            renewed = runtime.renewed_at.get(number)
         if renewed is None or time.monotonic() - renewed[1] > lease / 4 or renewed[0] != attempt:
             trial = self.store.renew_lease(study, number, attempt, lease_seconds=lease)
-            runtime.renewed_at[number] = (attempt, time.monotonic())
+            with runtime.cache_lock:
+                runtime.renewed_at[number] = (attempt, time.monotonic())
             record = self.store.add_measurement(study, number, attempt, step, clean)
         else:
             # Renewed moments ago: the measurement alone (the store still refuses a stale
             # attempt) saves a write per report.
             record = self.store.add_measurement(study, number, attempt, step, clean)
             trial = None
-        with runtime.cond:
+        with runtime.cache_lock:
             cached = runtime.measured.get(number)
             if cached is None or cached[0] != attempt:
                 cached = runtime.measured[number] = (attempt, {})
@@ -301,7 +309,14 @@ class Oracle:
         self._after_end(runtime, trial, attempt)
         return trial
 
-    def get_trial(self, study: str, number: int) -> Trial:
+    def get_trial(self, study: str, number: int, *, exact: bool = True) -> Trial:
+        """A trial from SQL; with ``exact=False`` a running trial handed out by this chief
+        comes from memory (its lease expiry may be a little behind)."""
+        if not exact:
+            runtime = self._runtime(study)
+            trial = runtime.trials.get(number)
+            if trial is not None:
+                return trial
         return self.store.get_trial(study, number)
 
     def list_trials(
@@ -320,7 +335,7 @@ class Oracle:
     def measurements(self, study: str, number: int, attempt: int) -> list[MeasurementRecord]:
         """The intermediate measurements of one attempt, by step."""
         runtime = self._runtime(study)
-        with runtime.cond:
+        with runtime.cache_lock:
             cached = runtime.measured.get(number)
             if cached is not None and cached[0] == attempt and number in runtime.running:
                 return [cached[1][step] for step in sorted(cached[1])]
@@ -356,27 +371,52 @@ class Oracle:
         return held
 
     def _hand_out(self, runtime: _StudyRuntime, worker_id: str, count: int) -> list[Trial]:
+        """Claim a WAITING trial or create one from the buffer, up to the limits.
+
+        Called with the study's lock held; the lock is released around each SQL write
+        (the slot is reserved first), so other calls of the study are not held up by it.
+        """
         budget = runtime.config.budget
         lease = runtime.config.lease_seconds
         trials: list[Trial] = []
-        while len(trials) < count and len(runtime.running) < budget.parallel_trials:
-            trial: Trial | None = None
+        while len(trials) < count and runtime.active < budget.parallel_trials:
+            params: Params | None = None
             if runtime.waiting > 0:
-                trial = self.store.claim_trial(runtime.name, worker_id, lease_seconds=lease)
-                if trial is None:
-                    runtime.waiting = 0
-                else:
-                    runtime.waiting -= 1
-            if trial is None and runtime.total < budget.max_trials and runtime.buffer:
+                runtime.waiting -= 1
+            elif runtime.total < budget.max_trials and runtime.buffer:
                 params = runtime.buffer.popleft()
-                trial = self.store.create_trial(
-                    runtime.name, params, worker_id=worker_id, lease_seconds=lease
-                )
-                runtime.total = max(runtime.total, trial.number + 1)
-            if trial is None:
+                runtime.total += 1
+                runtime.reserved_new += 1
+            else:
                 break
+            runtime.reserved += 1
+            runtime.reserving.add(worker_id)
+            trial: Trial | None = None
+            runtime.cond.release()
+            try:
+                if params is None:
+                    trial = self.store.claim_trial(runtime.name, worker_id, lease_seconds=lease)
+                else:
+                    trial = self.store.create_trial(
+                        runtime.name, params, worker_id=worker_id, lease_seconds=lease
+                    )
+            finally:
+                runtime.cond.acquire()
+                runtime.reserved -= 1
+                runtime.reserving.discard(worker_id)
+                if params is not None:
+                    runtime.reserved_new -= 1
+                    if trial is None:  # the insert failed: give the slot back
+                        runtime.total -= 1
+                        runtime.buffer.appendleft(params)
+                runtime.cond.notify_all()
+            if trial is None:
+                runtime.waiting = 0  # nothing was WAITING after all
+                continue
             runtime.add_running(trial, fresh=True)
-            runtime.renewed_at[trial.number] = (trial.attempt, time.monotonic())
+            runtime.trials[trial.number] = trial
+            with runtime.cache_lock:
+                runtime.renewed_at[trial.number] = (trial.attempt, time.monotonic())
             runtime.pending_params[trial.number] = trial.params
             _log_trial(trial, runtime.name, event="started")
             trials.append(trial)
@@ -389,7 +429,7 @@ class Oracle:
         reason = None
         if budget.max_failed_trials is not None and runtime.failed >= budget.max_failed_trials:
             reason = f"max_failed_trials={budget.max_failed_trials} reached"
-        elif runtime.total >= budget.max_trials and not runtime.running and runtime.waiting == 0:
+        elif runtime.total >= budget.max_trials and not runtime.active and runtime.waiting == 0:
             reason = f"max_trials={budget.max_trials} done"
         if reason is None:
             return False
@@ -413,8 +453,10 @@ class Oracle:
             if current is None or current[1] != attempt:
                 return  # a repeated report: already accounted for
             runtime.forget_running(trial.number)
-            runtime.measured.pop(trial.number, None)
-            runtime.renewed_at.pop(trial.number, None)
+            runtime.trials.pop(trial.number, None)
+            with runtime.cache_lock:
+                runtime.measured.pop(trial.number, None)
+                runtime.renewed_at.pop(trial.number, None)
             params = runtime.pending_params.pop(trial.number, trial.params)
             if trial.state is TrialState.COMPLETED and trial.value is not None:
                 runtime.completed += 1
@@ -477,12 +519,13 @@ class Oracle:
             running = self.store.list_trials(runtime.name, states=[TrialState.RUNNING])
             runtime.config = study.config
             runtime.state = study.state
-            runtime.total = sum(counts.values())
+            runtime.total = sum(counts.values()) + runtime.reserved_new  # inserts in flight
             runtime.waiting = counts.get(TrialState.WAITING, 0)
             runtime.completed = counts.get(TrialState.COMPLETED, 0)
             runtime.failed = counts.get(TrialState.FAILED, 0)
             runtime.stopped = counts.get(TrialState.STOPPED, 0)
             before = runtime.running.copy()
+            runtime.trials = {t.number: t for t in running}
             runtime.running.clear()
             runtime.by_worker.clear()
             runtime.pending_params.clear()
@@ -491,13 +534,12 @@ class Oracle:
                 fresh = known is not None and known[1] == trial.attempt and known[2]
                 runtime.add_running(trial, fresh=fresh)
                 runtime.pending_params[trial.number] = trial.params
-            for cache in (runtime.measured, runtime.renewed_at):
-                for number in list(cache):
-                    if (
-                        number not in runtime.running
-                        or cache[number][0] != (runtime.running[number][1])
-                    ):
-                        del cache[number]
+            with runtime.cache_lock:
+                for cache in (runtime.measured, runtime.renewed_at):
+                    for number in list(cache):
+                        held = runtime.running.get(number)
+                        if held is None or cache[number][0] != held[1]:
+                            del cache[number]
             if load_history:
                 completed = self.store.list_trials(runtime.name, states=[TrialState.COMPLETED])
                 runtime.history = [
@@ -595,8 +637,13 @@ class _StudyRuntime:
         self.renewed_at: dict[int, tuple[int, float]] = {}
         self.by_worker: dict[str, set[int]] = {}
         self.pending_params: dict[int, Params] = {}
+        self.trials: dict[int, Trial] = {}  # running trials as handed out
         self.history: list[search.Observation] = []
         self.buffer: deque[Params] = deque()
+        self.reserved = 0  # slots taken by claims/inserts in flight (lock released)
+        self.reserved_new = 0  # of which new trials (already counted in total)
+        self.reserving: set[str] = set()  # workers with a claim/insert in flight
+        self.cache_lock = threading.Lock()  # guards measured and renewed_at
         self.dirty = False
         self.space_version = 0
         self.last_demand = time.monotonic()
@@ -607,6 +654,11 @@ class _StudyRuntime:
     @property
     def finished(self) -> bool:
         return self.state is not StudyState.ACTIVE
+
+    @property
+    def active(self) -> int:
+        """Running trials, counting those being claimed or inserted right now."""
+        return len(self.running) + self.reserved
 
     @property
     def target(self) -> int:

@@ -81,6 +81,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         # Attempts whose objective came in as NaN/inf (Keras Tuner: the trial is invalid).
         self._non_finite: dict[tuple[int, int], list[str]] = {}
         self._lock = threading.Lock()
+        self._learned: dict[str, bytes] = {}  # the last space learned from EndTrial, per study
 
     @rpc
     def GetSpace(
@@ -134,7 +135,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
             answer = self.oracle.report(name, number, attempt, max(0, request.step), metrics)
         else:  # nothing storable: still a sign of life
             answer = self.oracle.heartbeat(name, number, attempt)
-        trial = answer.trial or self.oracle.get_trial(name, number)
+        trial = answer.trial or self.oracle.get_trial(name, number, exact=False)
         proto = self._trial_proto(config, trial, attempt=attempt)
         if answer.should_stop:
             proto.status = kt_pb2.STOPPED
@@ -194,7 +195,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         name = self._study()
         number, attempt = parse_trial_id(request.trial_id)
         config = self.oracle.config(name)
-        trial = self.oracle.get_trial(name, number)
+        trial = self.oracle.get_trial(name, number, exact=False)
         proto = self._trial_proto(config, trial, attempt=attempt)
         return service_pb2.GetTrialResponse(trial=proto)
 
@@ -228,6 +229,9 @@ class KerasTunerServicer(service_grpc.OracleServicer):
 
     def _learn_space(self, name: str, hyperparameters: kt_pb2.HyperParameters) -> None:
         """Keras Tuner's chief grows its space from every ended trial; so does this one."""
+        key = hyperparameters.space.SerializeToString(deterministic=True)
+        if self._learned.get(name) == key:
+            return  # the same space as the last trial's: nothing new
         try:
             space = space_from_proto(hyperparameters)
         except InvalidArgumentError as error:
@@ -235,6 +239,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
             return
         if len(space):
             self.oracle.update_space(name, space)
+        self._learned[name] = key
 
 
 # -- conversions --------------------------------------------------------------------------
