@@ -66,9 +66,15 @@ def _cmd_export_best(args: argparse.Namespace) -> int:
             trial = store.get_trial(args.name, args.trial)
     finally:
         store.close()
-    target = export_model(
-        Path(args.source) / study.name / str(trial.number) / "model", Path(args.to)
-    )
+    model_dir = trial.tags.get("model_dir")  # set by `hpsearch vertex import`
+    if not model_dir:
+        model_dir = str(Path(args.source) / study.name / str(trial.number) / "model")
+    if "://" in str(model_dir):
+        raise InvalidArgumentError(
+            f"trial {trial.number}'s model is at {model_dir}; copy it locally first "
+            f"(e.g. gcloud storage cp -r {model_dir} ./model) and pass --trial with --from"
+        )
+    target = export_model(Path(model_dir), Path(args.to))
     metadata = {
         "study": study.name,
         "trial": trial.number,
