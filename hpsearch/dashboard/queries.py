@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import (
@@ -220,23 +223,21 @@ def study_revision(engine: Engine, name: str) -> dict[str, Any]:
 # -- history and analysis ---------------------------------------------------------------------
 def history(engine: Engine, name: str) -> dict[str, Any]:
     """Objective value of every finished trial that has one, by trial number, plus the
-    best value so far after each COMPLETED trial (columnar: one list per field)."""
+    best value so far after each COMPLETED trial (columnar: one list per field).
+
+    Cached per study revision: a page polling an unchanged study costs one small query.
+    """
     with engine.connect() as conn:
         ref = find_study(conn, name)
-        rows = conn.execute(
-            select(TrialRow.number, TrialRow.state, TrialRow.value, TrialRow.completed_at)
-            .where(
-                TrialRow.study_id == ref.id,
-                TrialRow.state.in_(("COMPLETED", "STOPPED")),
-                TrialRow.value.is_not(None),
-            )
-            .order_by(TrialRow.number)
-        ).all()
+        revision = _revision(conn, ref)
+        cached = _CACHE.get(engine, ref.id, "history", revision)
+        if cached is not None:
+            return cast(dict[str, Any], cached)
+        rows = _finished_rows(engine, conn, ref, revision)
     completed: dict[str, list[Any]] = {"number": [], "value": [], "best": []}
     stopped: dict[str, list[Any]] = {"number": [], "value": []}
     best = math.nan
-    for number, state, raw, _completed_at in rows:
-        value = float(raw or 0.0)  # the query selects non-NULL values only
+    for number, state, value, _params in rows:
         if state == "COMPLETED":
             if math.isnan(best) or (value > best if ref.maximize else value < best):
                 best = value
@@ -246,12 +247,14 @@ def history(engine: Engine, name: str) -> dict[str, Any]:
         else:
             stopped["number"].append(number)
             stopped["value"].append(value)
-    return {
+    result = {
         "metric": ref.config.metric.name,
         "goal": ref.config.metric.goal.value,
         "completed": completed,
         "stopped": stopped,
     }
+    _CACHE.put(engine, ref.id, "history", revision, result)
+    return result
 
 
 def parameters(engine: Engine, name: str) -> dict[str, Any]:
@@ -261,28 +264,20 @@ def parameters(engine: Engine, name: str) -> dict[str, Any]:
     Importance is the share of the objective's variance each parameter explains on its
     own (epsilon-squared: numeric parameters binned by quantile, others grouped by value,
     corrected for what that many groups explain by chance), normalised to sum to 1: fast
-    and model-free, but blind to interactions between parameters.
+    and model-free, but blind to interactions between parameters.  Cached per revision.
     """
     with engine.connect() as conn:
         ref = find_study(conn, name)
-        rows = conn.execute(
-            select(TrialRow.number, TrialRow.value, TrialRow.params)
-            .where(
-                TrialRow.study_id == ref.id,
-                TrialRow.state == "COMPLETED",
-                TrialRow.value.is_not(None),
-            )
-            .order_by(TrialRow.number)
-        ).all()
-    specs = parameter_specs(ref, (r.params for r in rows))
-    columns: dict[str, list[Any]] = {spec["name"]: [] for spec in specs}
-    numbers: list[int] = []
-    values: list[float] = []
-    for number, value, params in rows:
-        numbers.append(number)
-        values.append(value)
-        for spec in specs:
-            columns[spec["name"]].append(params.get(spec["name"]))
+        revision = _revision(conn, ref)
+        cached = _CACHE.get(engine, ref.id, "parameters", revision)
+        if cached is not None:
+            return cast(dict[str, Any], cached)
+        rows = [r for r in _finished_rows(engine, conn, ref, revision) if r[1] == "COMPLETED"]
+    all_params = [r[3] for r in rows]
+    specs = parameter_specs(ref, all_params[-50:])
+    numbers = [r[0] for r in rows]
+    values = [r[2] for r in rows]
+    columns = {spec["name"]: [p.get(spec["name"]) for p in all_params] for spec in specs}
     raw = {
         spec["name"]: _variance_explained(columns[spec["name"]], values, spec) for spec in specs
     }
@@ -291,13 +286,75 @@ def parameters(engine: Engine, name: str) -> dict[str, Any]:
         share = raw[spec["name"]]
         spec["variance_explained"] = share
         spec["importance"] = None if share is None or total <= 0 else share / total
-    return {
+    result = {
         "metric": ref.config.metric.name,
         "goal": ref.config.metric.goal.value,
         "importance_method": "epsilon_squared",
         "parameters": specs,
         "trials": {"number": numbers, "value": values, "params": columns},
     }
+    _CACHE.put(engine, ref.id, "parameters", revision, result)
+    return result
+
+
+def _finished_rows(
+    engine: Engine, conn: Connection, ref: StudyRef, revision: str
+) -> list[tuple[int, str, float, dict[str, Any]]]:
+    """(number, state, value, params) of COMPLETED and STOPPED trials with a value: one
+    scan shared by the history and the parameter plots."""
+    cached = _CACHE.get(engine, ref.id, "rows", revision)
+    if cached is not None:
+        return cast(list[tuple[int, str, float, dict[str, Any]]], cached)
+    rows = [
+        (int(number), str(state), float(value), params or {})
+        for number, state, value, params in conn.execute(
+            select(TrialRow.number, TrialRow.state, TrialRow.value, TrialRow.params)
+            .where(
+                TrialRow.study_id == ref.id,
+                TrialRow.state.in_(("COMPLETED", "STOPPED")),
+                TrialRow.value.is_not(None),
+            )
+            .order_by(TrialRow.number)
+        )
+    ]
+    _CACHE.put(engine, ref.id, "rows", revision, rows)
+    return rows
+
+
+class _RevisionCache:
+    """The last answer per (engine, study, kind), valid while the study's revision holds.
+
+    Bounded to ``max_studies`` studies per engine (least recently used go first).
+    Answers are shared between threads and must not be mutated by callers.
+    """
+
+    def __init__(self, max_studies: int = 8) -> None:
+        self._lock = threading.Lock()
+        self._max = max_studies
+        self._by_engine: weakref.WeakKeyDictionary[
+            Engine, OrderedDict[int, dict[str, tuple[str, Any]]]
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self, engine: Engine, study_id: int, kind: str, revision: str) -> Any:
+        with self._lock:
+            studies = self._by_engine.get(engine)
+            entry = studies.get(study_id) if studies is not None else None
+            if entry is None or kind not in entry or entry[kind][0] != revision:
+                return None
+            studies.move_to_end(study_id)  # type: ignore[union-attr]
+            return entry[kind][1]
+
+    def put(self, engine: Engine, study_id: int, kind: str, revision: str, value: Any) -> None:
+        with self._lock:
+            studies = self._by_engine.setdefault(engine, OrderedDict())
+            entry = studies.setdefault(study_id, {})
+            entry[kind] = (revision, value)
+            studies.move_to_end(study_id)
+            while len(studies) > self._max:
+                studies.popitem(last=False)
+
+
+_CACHE = _RevisionCache()
 
 
 def parameter_specs(ref: StudyRef, sample: Any = ()) -> list[dict[str, Any]]:
@@ -408,25 +465,41 @@ def trial_page(engine: Engine, name: str, query: TrialQuery) -> dict[str, Any]:
         total_count = int(total.scalar_one())
         key = _sort_column(query.sort, specs)
         ordered = key.desc() if query.descending else key.asc()
-        rows = conn.execute(
-            select(
-                TrialRow.number,
-                TrialRow.state,
-                TrialRow.value,
-                TrialRow.params,
-                TrialRow.metrics,
-                TrialRow.attempt,
-                TrialRow.worker_id,
-                TrialRow.created_at,
-                TrialRow.started_at,
-                TrialRow.completed_at,
-                TrialRow.failure_message,
+        order = (
+            [ordered]
+            if query.sort == "number"  # never NULL: the (study_id, number) index serves it
+            else [key.is_(None), ordered, TrialRow.number.desc()]  # NULLs last either way
+        )
+        # Two steps: the page's numbers (narrow, skips ``offset`` rows cheaply), then the
+        # full rows of those 50 trials only.
+        page = list(
+            conn.execute(
+                select(TrialRow.number)
+                .where(condition)
+                .order_by(*order)
+                .offset(query.offset)
+                .limit(query.limit)
+            ).scalars()
+        )
+        found = {
+            r.number: r
+            for r in conn.execute(
+                select(
+                    TrialRow.number,
+                    TrialRow.state,
+                    TrialRow.value,
+                    TrialRow.params,
+                    TrialRow.metrics,
+                    TrialRow.attempt,
+                    TrialRow.worker_id,
+                    TrialRow.created_at,
+                    TrialRow.started_at,
+                    TrialRow.completed_at,
+                    TrialRow.failure_message,
+                ).where(TrialRow.study_id == ref.id, TrialRow.number.in_(page))
             )
-            .where(condition)
-            .order_by(key.is_(None), ordered, TrialRow.number.desc())
-            .offset(query.offset)
-            .limit(query.limit)
-        ).all()
+        }
+        rows = [found[n] for n in page if n in found]
     return {
         "total": total_count,
         "offset": query.offset,
@@ -675,31 +748,32 @@ def _variance_explained(
     Unlike plain eta-squared it subtracts what ``k`` groups explain by chance, so a
     parameter with a distinct value per trial does not look perfectly important.
     """
-    pairs = [
-        (x, y) for x, y in zip(column, values, strict=True) if x is not None and math.isfinite(y)
-    ]
-    if len(pairs) < 3:
+    keep = [i for i, x in enumerate(column) if x is not None and math.isfinite(values[i])]
+    if len(keep) < 3:
         return None
-    y = np.array([p[1] for p in pairs], dtype=float)
+    y = np.array([values[i] for i in keep], dtype=float)
     total = float(np.sum((y - y.mean()) ** 2))
     if total <= 0.0:
         return None
-    xs = [p[0] for p in pairs]
+    xs = [column[i] for i in keep]
     bins = max(2, min(10, len(xs) // 5))
+    groups: np.ndarray[Any, Any]
     if spec.get("numeric") and len(set(xs)) > bins:
         x = np.array(xs, dtype=float)
         edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
         groups = np.searchsorted(edges[1:-1], x, side="right")
     else:
-        _, groups = np.unique(np.array([repr(v) for v in xs]), return_inverse=True)
-    labels = np.unique(groups)
-    k, n = len(labels), len(y)
-    if k < 2 or n <= k:
-        return 0.0 if k < 2 else None
-    between = 0.0
-    for g in labels:
-        members = y[groups == g]
-        between += len(members) * float(members.mean() - y.mean()) ** 2
+        _, groups = np.unique(np.array([str(v) for v in xs]), return_inverse=True)
+    sizes = np.bincount(groups)
+    sums = np.bincount(groups, weights=y)
+    occupied = sizes > 0
+    k, n = int(occupied.sum()), len(y)
+    if k < 2:
+        return 0.0
+    if n <= k:
+        return None
+    means = sums[occupied] / sizes[occupied]
+    between = float(np.sum(sizes[occupied] * (means - y.mean()) ** 2))
     within_mean_square = (total - between) / (n - k)
     return max(0.0, (between - (k - 1) * within_mean_square) / total)
 

@@ -5,12 +5,15 @@
 
 const POLL_MS = 1000;
 const SVG_POINT_LIMIT = 3000; // above this, scatter plots use WebGL when the browser has it
-const HEAVY_REFRESH_MS = 5000; // parameter plots of big studies refresh at most this often
+const HEAVY_REFRESH_MS = 5000;
+const PARCOORDS_LIMIT = 1000; // lines drawn in the parallel coordinates plot at most
+const PARCOORDS_BEST = 300; // of which the best trials // parameter plots of big studies refresh at most this often
 const STATES = ["WAITING", "RUNNING", "COMPLETED", "FAILED", "STOPPED"];
 const COLORS = { COMPLETED: "#16a34a", FAILED: "#dc2626", RUNNING: "#2563eb", WAITING: "#9ca3af",
                  STOPPED: "#d97706" };
 
 let view = null; // the page on screen: {poll(), stop()}
+let routedAt = 0; // performance.now() when the page on screen was opened
 let pollTimer = null;
 
 // -- small helpers --------------------------------------------------------------------------
@@ -95,9 +98,47 @@ function hasWebGL() {
   return webglChecked;
 }
 
+function nextPaint() {
+  return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+}
+
+// Run draw() now if el is on screen, else once it scrolls into view (the latest draw wins).
+const pendingDraws = new Map();
+const visibility = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    const draw = pendingDraws.get(entry.target);
+    pendingDraws.delete(entry.target);
+    visibility.unobserve(entry.target);
+    if (draw) nextPaint().then(draw);
+  }
+}, { rootMargin: "200px" }) : null;
+
+function whenVisible(el, draw) {
+  const r = el.getBoundingClientRect();
+  if (!visibility || (r.bottom >= -200 && r.top <= window.innerHeight + 200)) {
+    pendingDraws.delete(el);
+    nextPaint().then(draw);
+    return;
+  }
+  pendingDraws.set(el, draw);
+  visibility.observe(el);
+}
+
 function scatterType(n) { return n > SVG_POINT_LIMIT && hasWebGL() ? "scattergl" : "scatter"; }
 
+// Milliseconds the last draw of each plot took (read by the benchmark and for debugging).
+window.hpsearchTimings = {};
+
 function plot(el, traces, layout) {
+  const started = performance.now();
+  try { drawPlot(el, traces, layout); } finally {
+    window.hpsearchTimings[el.id] = Math.round(performance.now() - started);
+    window.hpsearchTimings[el.id + "@"] = Math.round(performance.now() - routedAt);
+  }
+}
+
+function drawPlot(el, traces, layout) {
   if (!hasPlotly()) {
     el.replaceChildren(h("p", { className: "muted" },
       "Plots need plotly.min.js from the plotly package: pip install plotly"));
@@ -112,6 +153,8 @@ function plot(el, traces, layout) {
 
 // -- router ---------------------------------------------------------------------------------
 function route() {
+  routedAt = performance.now();
+  window.hpsearchTimings = {};
   if (view && view.stop) view.stop();
   clearTimeout(pollTimer);
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
@@ -280,6 +323,7 @@ function studyView(main, name) {
 
   async function refreshHistory() {
     const d = await api(`/studies/${enc(name)}/history`);
+    await nextPaint(); // let the table and cards paint before a big plot blocks the thread
     const c = d.completed, s = d.stopped;
     const type = scatterType(c.number.length);
     document.getElementById("history-note").textContent =
@@ -300,17 +344,19 @@ function studyView(main, name) {
   async function refreshIntermediate() {
     const q = state.metric ? "?metric=" + enc(state.metric) : "";
     const d = await api(`/studies/${enc(name)}/intermediate${q}`);
+    await nextPaint();
     if (metricSel.options.length !== d.metrics.length) {
       metricSel.replaceChildren(...d.metrics.map((m) => h("option", { value: m, selected: m === d.metric }, m)));
     }
-    const traces = d.trials.map((t) => {
-      const stopped = t.state === "STOPPED";
-      return { type: "scatter", mode: "lines+markers", name: `#${t.number}`, x: t.step, y: t.value,
-        line: { width: 1.5, dash: stopped ? "dot" : "solid", color: COLORS[t.state] || "#6b7280" },
-        marker: { size: t.step.map((_, i) => (stopped && i === t.step.length - 1 ? 11 : 3)),
-                  symbol: t.step.map((_, i) => (stopped && i === t.step.length - 1 ? "x" : "circle")) },
-        hovertemplate: `trial ${t.number} (${t.state.toLowerCase()})<br>step %{x}<br>%{y}<extra></extra>` };
-    });
+    const traces = d.trials.map((t) => ({
+      type: "scatter", mode: "lines", name: `#${t.number}`, x: t.step, y: t.value,
+      line: { width: 1.5, dash: t.state === "STOPPED" ? "dot" : "solid", color: COLORS[t.state] || "#6b7280" },
+      hovertemplate: `trial ${t.number} (${t.state.toLowerCase()})<br>step %{x}<br>%{y}<extra></extra>` }));
+    const ends = d.trials.filter((t) => t.state === "STOPPED" && t.step.length);
+    traces.push({ type: "scatter", mode: "markers", name: "stopped early",
+      x: ends.map((t) => t.step[t.step.length - 1]), y: ends.map((t) => t.value[t.value.length - 1]),
+      text: ends.map((t) => `trial ${t.number} stopped early`),
+      marker: { symbol: "x", size: 10, color: COLORS.STOPPED }, hovertemplate: "%{text}<br>%{y}<extra></extra>" });
     document.getElementById("intermediate-note").textContent = d.trials.length
       ? `${d.trials.length} most recent trials with measurements; dotted lines ending in × were stopped early.`
       : "No intermediate measurements reported yet.";
@@ -350,7 +396,11 @@ function studyView(main, name) {
       syncFilterInputs();
       renderTableHead();
     }
-    drawImportance(); drawParcoords(); drawSlice(); drawContour();
+    // Below the fold: each plot is drawn once it scrolls into view (or now if visible).
+    whenVisible(importanceEl, drawImportance);
+    whenVisible(parcoordsEl, drawParcoords);
+    whenVisible(sliceEl, drawSlice);
+    whenVisible(contourEl, drawContour);
   }
 
   function drawImportance() {
@@ -373,16 +423,33 @@ function studyView(main, name) {
     const note = document.getElementById("parcoords-note");
     if (!d.trials.number.length) { note.textContent = "No completed trials yet."; return; }
     if (!hasWebGL()) { note.textContent = "Parallel coordinates need WebGL, which this browser does not offer."; return; }
+    // Software-rendered WebGL slows down past a few thousand lines: draw the best
+    // PARCOORDS_BEST trials and an even sample of the rest, PARCOORDS_LIMIT in all.
+    const n = d.trials.number.length;
+    let rows = [...Array(n).keys()];
+    if (n > PARCOORDS_LIMIT) {
+      const sign = d.goal === "minimize" ? 1 : -1;
+      const ranked = rows.slice().sort((a, b) => sign * (d.trials.value[a] - d.trials.value[b]));
+      const best = new Set(ranked.slice(0, PARCOORDS_BEST));
+      const rest = rows.filter((i) => !best.has(i));
+      const step = rest.length / (PARCOORDS_LIMIT - PARCOORDS_BEST);
+      const sample = Array.from({ length: PARCOORDS_LIMIT - PARCOORDS_BEST }, (_, k) => rest[Math.floor(k * step)]);
+      rows = [...best, ...sample].sort((a, b) => a - b);
+    }
+    const pick = (column) => rows.map((i) => column[i]);
     const dims = d.parameters.map((spec) => {
-      const a = paramAxis(spec, d.trials.params[spec.name]);
+      const a = paramAxis(spec, pick(d.trials.params[spec.name]));
       const dim = { label: a.label, values: a.values };
       if (a.tickvals) { dim.tickvals = a.tickvals; dim.ticktext = a.ticktext; }
       return dim;
     });
-    dims.push({ label: d.metric, values: d.trials.value });
-    note.textContent = `${d.trials.number.length} completed trials; drag along an axis to select a range.`;
+    const values = pick(d.trials.value);
+    dims.push({ label: d.metric, values });
+    note.textContent = (rows.length < n
+      ? `${rows.length} of ${n} completed trials (the best ${PARCOORDS_BEST} and an even sample of the rest)`
+      : `${n} completed trials`) + "; drag along an axis to select a range.";
     plot(parcoordsEl, [{ type: "parcoords", dimensions: dims,
-      line: { color: d.trials.value, colorscale: "Viridis", reversescale: d.goal === "minimize",
+      line: { color: values, colorscale: "Viridis", reversescale: d.goal === "minimize",
               showscale: true } }], { margin: { l: 70, r: 70, t: 40, b: 20 } });
   }
 
@@ -505,6 +572,7 @@ function studyView(main, name) {
     const last = Math.min(d.total, d.offset + d.trials.length);
     pagerText.textContent = d.total ? `${d.offset + 1}–${last} of ${d.total}` : "0 of 0";
     table.dataset.total = String(d.total);
+    window.hpsearchTimings["trials-table@"] = Math.round(performance.now() - routedAt);
     prev.disabled = d.offset === 0;
     next.disabled = last >= d.total;
     chips.replaceChildren(...state.filters.map((f, i) => h("span", { className: "chip" },
