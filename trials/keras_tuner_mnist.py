@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
 
-    replicas = int(os.environ.get("HPSEARCH_CPU_REPLICAS") or 0)
+    replicas = int(float(os.environ.get("HPSEARCH_CPU_REPLICAS") or 0))
     if replicas:
         _split_cpu(replicas)  # before TensorFlow initialises its devices
     return search(args)

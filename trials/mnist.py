@@ -169,12 +169,7 @@ def train(args: argparse.Namespace) -> int:
     done_epochs = _finished_epochs(checkpoint_dir)
     _check_checkpoint_flags(checkpoint_dir, args, done_epochs)
     if done_epochs:
-        logger.info(
-            "resuming checkpoint_dir=%s finished_epochs=%d start_epoch=%s",
-            checkpoint_dir,
-            done_epochs,
-            done_epochs + 1 if done_epochs < args.epochs else "none",
-        )
+        logger.info("checkpoint found dir=%s finished_epochs=%d", checkpoint_dir, done_epochs)
     reporter = HypertuneReporter(args.metric_tag, trial_id, done_epochs)
 
     def fail_on_nan(epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -193,12 +188,25 @@ def train(args: argparse.Namespace) -> int:
     ]
     if checkpoint_dir:
         # Keep the checkpoint after success too: Vertex keeps AIP_CHECKPOINT_DIR, and a
-        # retry of a finished attempt then only re-reports and re-saves.
+        # retry of a finished attempt then only re-reports and re-saves. The previous
+        # epoch's copy is kept for a machine killed in the middle of writing the latest.
         callbacks.append(
-            tf.keras.callbacks.BackupAndRestore(checkpoint_dir, delete_checkpoint=False)
+            tf.keras.callbacks.BackupAndRestore(
+                checkpoint_dir, double_checkpoint=True, delete_checkpoint=False
+            )
         )
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir))
+    first_epoch: list[int] = []
+
+    def log_start(epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # The truth about resuming: BackupAndRestore may fall back to its previous copy.
+        if not first_epoch:
+            first_epoch.append(epoch)
+            if epoch:
+                logger.info("resuming from checkpoint start_epoch=%d", epoch + 1)
+
+    callbacks.append(tf.keras.callbacks.LambdaCallback(on_epoch_begin=log_start))
     # After BackupAndRestore: an epoch is reported only once its checkpoint is written.
     callbacks.append(tf.keras.callbacks.LambdaCallback(on_epoch_end=reporter.on_epoch_end))
     exit_after = _env_int("HPSEARCH_TEST_EXIT_AFTER_EPOCH")

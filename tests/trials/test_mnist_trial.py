@@ -199,7 +199,8 @@ def test_killed_trial_resumes_after_its_last_finished_epoch(tmp_path: Path) -> N
 
     resumed = trial.run(*flags)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "finished_epochs=1 start_epoch=2" in resumed.stderr
+    assert "finished_epochs=1" in resumed.stderr
+    assert "resuming from checkpoint start_epoch=2" in resumed.stderr
     assert "Epoch 1/3" not in resumed.stdout
     assert "Epoch 2/3" in resumed.stdout and "Epoch 3/3" in resumed.stdout
     # The killed attempt's report survives; the resumed attempt adds epochs 2 and 3.
@@ -207,6 +208,14 @@ def test_killed_trial_resumes_after_its_last_finished_epoch(tmp_path: Path) -> N
     assert [line["global_step"] for line in trial.metric_lines()] == ["1", "2", "3"]
     assert json.loads((trial.checkpoint_dir / "training_metadata.json").read_text())["epoch"] == 3
     assert (trial.model_dir / "1" / "saved_model.pb").is_file()
+
+    # A machine killed while writing the latest checkpoint: the previous epoch's copy
+    # takes over, so a longer run resumes at epoch 3, not 4.
+    (trial.checkpoint_dir / "latest.weights.h5").write_bytes(b"torn write")
+    extended = trial.run(*[f for f in flags if f != "--epochs=3"], "--epochs=4")
+    assert extended.returncode == 0, extended.stderr[-3000:]
+    assert "resuming from checkpoint start_epoch=3" in extended.stderr
+    assert "Epoch 3/4" in extended.stdout and "Epoch 2/4" not in extended.stdout
 
 
 def test_diverging_loss_fails_the_trial_before_checkpointing_or_reporting(
@@ -279,7 +288,7 @@ def test_output_directories_may_be_non_local_tensorflow_file_systems(tmp_path: P
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["codes"] == [0, 0]
-    assert "finished_epochs=1 start_epoch=2" in proc.stderr
+    assert "resuming from checkpoint start_epoch=2" in proc.stderr
     files = result["files"]
     assert "ram://out/7/model/1/saved_model.pb" in files
     assert "ram://out/7/checkpoints/training_metadata.json" in files
