@@ -152,13 +152,16 @@ def chief_process(cluster: Cluster) -> Iterator[subprocess.Popen[bytes]]:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=cluster.tmp,
+        start_new_session=True,  # its own process group, killed whole below
     )
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(10)
         log.close()
 
 
