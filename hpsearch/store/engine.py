@@ -125,7 +125,13 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def make_engine(url: str | URL, *, pool_size: int = 8, max_overflow: int = 40) -> Engine:
+def make_engine(
+    url: str | URL,
+    *,
+    pool_size: int = 8,
+    max_overflow: int = 40,
+    sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT_S,
+) -> Engine:
     """An engine for a storage URL, configured for many threads and short transactions.
 
     A SQLite file's parent directories are created.  ``pool_size + max_overflow`` bounds
@@ -133,7 +139,12 @@ def make_engine(url: str | URL, *, pool_size: int = 8, max_overflow: int = 40) -
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, pool_size=pool_size, max_overflow=max_overflow)
+        return _sqlite_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            busy_timeout=sqlite_busy_timeout,
+        )
     try:
         engine = create_engine(
             parsed,
@@ -150,8 +161,8 @@ def make_engine(url: str | URL, *, pool_size: int = 8, max_overflow: int = 40) -
     return engine
 
 
-def _sqlite_engine(url: URL, *, pool_size: int, max_overflow: int) -> Engine:
-    connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+def _sqlite_engine(url: URL, *, pool_size: int, max_overflow: int, busy_timeout: float) -> Engine:
+    connect_args: dict[str, Any] = {"timeout": busy_timeout, "check_same_thread": False}
     if is_memory_sqlite(url):
         # One shared connection: an in-memory database exists once per connection.
         engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
@@ -179,7 +190,7 @@ def _sqlite_engine(url: URL, *, pool_size: int, max_overflow: int) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if not is_memory_sqlite(url):
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")

@@ -1,0 +1,105 @@
+"""Transactions that lose a lock race are retried, and what cannot be retried says why."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from hpsearch.errors import StorageError
+from hpsearch.store import upgrade
+from hpsearch.store.engine import MAX_TRANSACTION_ATTEMPTS, make_engine, run_transaction
+
+
+def test_sqlite_busy_beyond_the_timeout_is_retried(sqlite_url: str) -> None:
+    """With a 50 ms busy timeout, a write lock held for 0.4 s makes BEGIN IMMEDIATE fail
+    with "database is locked"; the transaction is retried with backoff and succeeds."""
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url, sqlite_busy_timeout=0.05)
+    holder = sqlite3.connect(
+        sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+    )
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.4, lambda: holder.execute("COMMIT"))
+    release.start()
+    runs: list[float] = []
+
+    def body(conn: Connection) -> int:
+        runs.append(time.monotonic())
+        conn.execute(
+            text("INSERT INTO workers (id, host, last_seen, info) VALUES ('w', NULL, 0, '{}')")
+        )
+        return 1
+
+    try:
+        started = time.monotonic()
+        assert run_transaction(engine, body, write=True) == 1
+        assert time.monotonic() - started >= 0.35
+        assert len(runs) == 1  # the lock was taken up front: the body ran once, after it
+    finally:
+        release.join()
+        holder.close()
+        engine.dispose()
+
+
+def test_sqlite_lock_held_too_long_is_a_storage_error(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url, sqlite_busy_timeout=0.01)
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageError, match=r"database is locked.*another process held"):
+            run_transaction(engine, lambda conn: None, write=True)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        engine.dispose()
+    assert MAX_TRANSACTION_ATTEMPTS > 1
+
+
+@pytest.mark.postgres
+def test_postgres_deadlock_victim_is_retried(postgres_url: str) -> None:
+    """Two transactions lock two rows in opposite orders; PostgreSQL aborts one with a
+    deadlock (40P01); it is run again and both commit."""
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO workers (id, host, last_seen, info) "
+                "VALUES ('a', NULL, 0, '{}'), ('b', NULL, 0, '{}')"
+            )
+        )
+    both_hold_one = threading.Barrier(2)
+    runs = {"ab": 0, "ba": 0}
+
+    def locker(first: str, second: str) -> str:
+        def body(conn: Connection) -> str:
+            runs[first + second] += 1
+            conn.execute(text("SET LOCAL deadlock_timeout = '100ms'"))
+            conn.execute(text("UPDATE workers SET last_seen = 1 WHERE id = :id"), {"id": first})
+            if runs[first + second] == 1:
+                both_hold_one.wait(timeout=10)
+            conn.execute(text("UPDATE workers SET last_seen = 2 WHERE id = :id"), {"id": second})
+            return first + second
+
+        return run_transaction(engine, body, write=True, what="deadlock test")
+
+    results: dict[str, str] = {}
+    threads = [
+        threading.Thread(target=lambda f=f, s=s: results.update({f + s: locker(f, s)}))
+        for f, s in (("a", "b"), ("b", "a"))
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        engine.dispose()
+    assert results == {"ab": "ab", "ba": "ba"}
+    assert sorted(runs.values()) == [1, 2]  # exactly one victim, run a second time
