@@ -383,3 +383,69 @@ def test_dockerignore_lets_in_what_the_image_needs() -> None:
     assert copied | {"pyproject.toml", "README.md", "hpsearch"} <= allowed
     (workdir,) = [line.split()[1] for line in lines if line.startswith("WORKDIR ")]
     assert f"COPY trials/ {workdir}/trials/" in lines
+
+
+def dockerignore_admits(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    admitted = True
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        regex = dockerignore_regex(pattern.lstrip("!").rstrip("/"))
+        if any(regex.fullmatch(candidate) for candidate in candidates):
+            admitted = negated
+    return admitted
+
+
+def dockerignore_regex(pattern: str) -> re.Pattern[str]:
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            out, i = out + pattern[i : end + 1], end + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
+def test_build_context_holds_the_package_and_no_local_state() -> None:
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout to list the repository's files")
+    listed = subprocess.run(
+        [git, "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    context = {p for p in listed if dockerignore_admits(p, patterns)}
+    package = {p for p in listed if p.startswith("hpsearch/") and "__pycache__" not in p}
+    assert package <= context, sorted(package - context)[:10]
+    assert {"pyproject.toml", "README.md", "deploy/docker/entrypoint.sh"} <= context
+    assert "trials/mnist.py" in context and "examples/mnist_mlp.yaml" in context
+    assert not [p for p in context if p.startswith(("tests/", ".venv/", "benchmarks/"))]
+    for local_state in (
+        "hpsearch.db",
+        "hpsearch/x.db-wal",
+        ".venv/bin/python",
+        ".git/HEAD",
+        "hpsearch/__pycache__/cli.cpython-311.pyc",
+        "hpsearch.egg-info/PKG-INFO",
+    ):
+        assert not dockerignore_admits(local_state, patterns), local_state
