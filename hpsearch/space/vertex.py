@@ -66,8 +66,13 @@ _SCALE_TYPES = {
 _SCALES_BY_TYPE = {v: k for k, v in _SCALE_TYPES.items()}
 
 
-def study_spec_to_vertex(config: StudyConfig) -> dict[str, Any]:
-    """The ``StudySpec`` JSON of a study: metric, parameters, algorithm, measurement."""
+def study_spec_to_vertex(config: StudyConfig, *, include_defaults: bool = False) -> dict[str, Any]:
+    """The ``StudySpec`` JSON of a study: metric, parameters, algorithm, measurement.
+
+    Parameter defaults (``defaultValue``) are left out unless ``include_defaults``:
+    Vertex AI documents them as supported by Vertex AI Vizier studies only, not by a
+    ``HyperparameterTuningJob``.
+    """
     algorithm = VERTEX_ALGORITHMS.get(config.algorithm)
     if algorithm is None:
         raise InvalidArgumentError(
@@ -81,7 +86,7 @@ def study_spec_to_vertex(config: StudyConfig) -> dict[str, Any]:
                 "goal": "MAXIMIZE" if config.metric.goal is Goal.MAXIMIZE else "MINIMIZE",
             }
         ],
-        "parameters": parameter_specs_to_vertex(config.space),
+        "parameters": parameter_specs_to_vertex(config.space, include_defaults=include_defaults),
         "algorithm": algorithm,
         "measurementSelectionType": (
             "BEST_MEASUREMENT" if config.measurement is Measurement.BEST else "LAST_MEASUREMENT"
@@ -100,8 +105,13 @@ def budget_to_vertex(budget: Budget) -> dict[str, int]:
     return counts
 
 
-def parameter_specs_to_vertex(space: Space) -> list[dict[str, Any]]:
-    """The ``StudySpec.parameters`` list: top-level specs, children nested under parents."""
+def parameter_specs_to_vertex(
+    space: Space, *, include_defaults: bool = False
+) -> list[dict[str, Any]]:
+    """The ``StudySpec.parameters`` list: top-level specs, children nested under parents.
+
+    ``include_defaults`` adds each parameter's ``defaultValue`` (Vertex AI Vizier only).
+    """
     if not len(space):
         raise InvalidArgumentError(
             "the study declares no parameters and Vertex AI needs at least one; declare them "
@@ -115,7 +125,7 @@ def parameter_specs_to_vertex(space: Space) -> list[dict[str, Any]]:
             children.setdefault(condition.parent, []).append((condition, param))
 
     def build(param: Parameter) -> dict[str, Any]:
-        spec = _parameter_spec(param)
+        spec = _parameter_spec(param, include_defaults)
         nested = []
         for condition, child in children.get(param.name, []):
             key, values = _parent_values(param, condition)
@@ -174,12 +184,12 @@ def values_from_vertex(space: Space, parameters: Sequence[Mapping[str, Any]]) ->
 
 
 # -- to Vertex ------------------------------------------------------------------------------
-def _parameter_spec(param: Parameter) -> dict[str, Any]:
+def _parameter_spec(param: Parameter, include_defaults: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {"parameterId": param.name}
     where = f"parameter {param.name!r}"
     if isinstance(param, DoubleParam) and param.step is None:
         value_spec: dict[str, Any] = {"minValue": param.min, "maxValue": param.max}
-        if param.default is not None:
+        if include_defaults and param.default is not None:
             value_spec["defaultValue"] = param.default
         spec["doubleValueSpec"] = value_spec
         spec["scaleType"] = _SCALE_TYPES[param.scale]
@@ -199,30 +209,30 @@ def _parameter_spec(param: Parameter) -> dict[str, Any]:
             )
         values = [_tidy(v) for v in param.grid() or ()]
         value_spec = {"values": values}
-        if param.default is not None:
+        if include_defaults and param.default is not None:
             value_spec["defaultValue"] = _tidy(param.default)
         spec["discreteValueSpec"] = value_spec
         spec["scaleType"] = _SCALE_TYPES[param.scale]
     elif isinstance(param, IntegerParam):
         value_spec = {"minValue": str(param.min), "maxValue": str(param.max)}
-        if param.default is not None:
+        if include_defaults and param.default is not None:
             value_spec["defaultValue"] = str(param.default)
         spec["integerValueSpec"] = value_spec
         spec["scaleType"] = _SCALE_TYPES[param.scale]
     elif isinstance(param, CategoricalParam):
         value_spec = {"values": list(param.values)}
-        if param.default is not None:
+        if include_defaults and param.default is not None:
             value_spec["defaultValue"] = param.default
         spec["categoricalValueSpec"] = value_spec
     elif isinstance(param, DiscreteParam):
         # Vertex AI wants discrete values in increasing order (and treats them as ordered).
         value_spec = {"values": sorted(param.values)}
-        if param.default is not None:
+        if include_defaults and param.default is not None:
             value_spec["defaultValue"] = param.default
         spec["discreteValueSpec"] = value_spec
     elif isinstance(param, BooleanParam):
         value_spec = {"values": ["false", "true"]}
-        if param.default is not None:
+        if include_defaults and param.default is not None:
             value_spec["defaultValue"] = _bool_text(param.default)
         spec["categoricalValueSpec"] = value_spec
     elif isinstance(param, FixedParam):

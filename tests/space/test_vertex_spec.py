@@ -126,13 +126,19 @@ def test_budget_counts() -> None:
     assert "maxFailedTrialCount" not in budget_to_vertex(Budget())
 
 
-def test_defaults_are_passed_on() -> None:
-    (lr, n, opt, bs) = specs(
-        DoubleParam("lr", 1e-4, 1e-1, scale=Scale.REVERSE_LOG, default=0.01),
-        IntegerParam("n", 1, 10, default=4),
-        CategoricalParam("opt", values=("sgd", "adam"), default="adam"),
-        DiscreteParam("bs", values=(32, 64), default=64),
+def test_defaults_are_passed_on_only_when_asked() -> None:
+    space = Space(
+        (
+            DoubleParam("lr", 1e-4, 1e-1, scale=Scale.REVERSE_LOG, default=0.01),
+            IntegerParam("n", 1, 10, default=4),
+            CategoricalParam("opt", values=("sgd", "adam"), default="adam"),
+            DiscreteParam("bs", values=(32, 64), default=64),
+        )
     )
+    # A HyperparameterTuningJob does not take defaultValue (Vertex AI Vizier does).
+    assert "defaultValue" not in str(parameter_specs_to_vertex(space))
+    (lr, n, opt, bs) = parameter_specs_to_vertex(space, include_defaults=True)
+    assert parameter_specs_from_vertex([lr, n, opt, bs]) == space
     assert lr["doubleValueSpec"]["defaultValue"] == 0.01
     assert lr["scaleType"] == "UNIT_REVERSE_LOG_SCALE"
     assert n["integerValueSpec"] == {"minValue": "1", "maxValue": "10", "defaultValue": "4"}
@@ -141,13 +147,16 @@ def test_defaults_are_passed_on() -> None:
 
 
 def test_kinds_vertex_lacks_are_translated() -> None:
-    (flag, word, num, on, bs) = specs(
-        BooleanParam("flag", default=True),
-        FixedParam("word", value="relu"),
-        FixedParam("num", value=3),
-        FixedParam("on", value=True),
-        DiscreteParam("bs", values=(128, 32), ordered=False),
+    space = Space(
+        (
+            BooleanParam("flag", default=True),
+            FixedParam("word", value="relu"),
+            FixedParam("num", value=3),
+            FixedParam("on", value=True),
+            DiscreteParam("bs", values=(128, 32), ordered=False),
+        )
     )
+    (flag, word, num, on, bs) = parameter_specs_to_vertex(space, include_defaults=True)
     assert flag["categoricalValueSpec"] == {"values": ["false", "true"], "defaultValue": "true"}
     assert word["categoricalValueSpec"] == {"values": ["relu"]}
     assert num["discreteValueSpec"] == {"values": [3]}
