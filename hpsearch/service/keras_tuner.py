@@ -21,7 +21,8 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
 
@@ -32,21 +33,11 @@ from hpsearch.protos import keras_tuner_service_pb2 as service_pb2
 from hpsearch.protos import keras_tuner_service_pb2_grpc as service_grpc
 from hpsearch.records import Trial, TrialState
 from hpsearch.service.errors import rpc
-from hpsearch.space import (
-    BooleanParam,
-    CategoricalParam,
-    Condition,
-    DiscreteParam,
-    DoubleParam,
-    FixedParam,
-    Goal,
-    IntegerParam,
-    Parameter,
-    Params,
-    ParamValue,
-    Scale,
-    Space,
-    StudyConfig,
+from hpsearch.space import Goal, Params, ParamValue, Space, StudyConfig
+from hpsearch.space.keras_tuner import (
+    space_from_keras_tuner,
+    space_to_keras_tuner,
+    values_to_keras_tuner,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,17 +50,13 @@ _STATUS = {
     TrialState.FAILED: kt_pb2.FAILED,
     TrialState.STOPPED: kt_pb2.STOPPED,
 }
-_SAMPLING_TO_SCALE = {
-    kt_pb2.NONE: Scale.LINEAR,
-    kt_pb2.LINEAR: Scale.LINEAR,
-    kt_pb2.LOG: Scale.LOG,
-    kt_pb2.REVERSE_LOG: Scale.REVERSE_LOG,
+_SAMPLING_NAMES = {
+    kt_pb2.NONE: "linear",
+    kt_pb2.LINEAR: "linear",
+    kt_pb2.LOG: "log",
+    kt_pb2.REVERSE_LOG: "reverse_log",
 }
-_SCALE_TO_SAMPLING = {
-    Scale.LINEAR: kt_pb2.LINEAR,
-    Scale.LOG: kt_pb2.LOG,
-    Scale.REVERSE_LOG: kt_pb2.REVERSE_LOG,
-}
+_SAMPLING_ENUMS = {"linear": kt_pb2.LINEAR, "log": kt_pb2.LOG, "reverse_log": kt_pb2.REVERSE_LOG}
 
 
 class KerasTunerServicer(service_grpc.OracleServicer):
@@ -263,141 +250,114 @@ def hyperparameters_to_proto(
 ) -> kt_pb2.HyperParameters:
     """A study space and a trial's values as Keras Tuner's ``HyperParameters`` message."""
     proto = kt_pb2.HyperParameters()
-    for param in space:
-        _add_parameter(proto.space, param)
-    for name, value in params.items():
+    for entry in space_to_keras_tuner(space)["space"]:
+        _add_entry(proto.space, entry["class_name"], entry["config"])
+    try:
+        values = values_to_keras_tuner(space, params)
+    except InvalidArgumentError:
+        # A trial created before the space grew (Keras Tuner studies learn their space
+        # from the workers) lacks the newer parameters: send what it has.
+        values = dict(params)
+    for name, value in values.items():
         proto.values.values[name].CopyFrom(_value_proto(value))
     return proto
 
 
 def space_from_proto(proto: kt_pb2.HyperParameters) -> Space:
-    """Keras Tuner's ``HyperParameters`` message as a declared :class:`Space`."""
-    params: list[Parameter] = []
-    space = proto.space
-    for f in space.float_space:
-        params.append(
-            DoubleParam(
-                f.name,
-                min=f.min_value,
-                max=f.max_value,
-                scale=_SAMPLING_TO_SCALE.get(f.sampling, Scale.LINEAR),
-                step=f.step or None,
-                default=f.default,
-                conditions=_conditions(f.conditions),
-            )
-        )
-    for i in space.int_space:
-        params.append(
-            IntegerParam(
-                i.name,
-                min=i.min_value,
-                max=i.max_value,
-                scale=_SAMPLING_TO_SCALE.get(i.sampling, Scale.LINEAR),
-                step=i.step if i.step > 1 else None,
-                default=i.default,
-                conditions=_conditions(i.conditions),
-            )
-        )
-    for c in space.choice_space:
-        params.append(_choice(c))
-    for b in space.boolean_space:
-        params.append(
-            BooleanParam(b.name, default=b.default or None, conditions=_conditions(b.conditions))
-        )
+    """Keras Tuner's ``HyperParameters`` message as a declared :class:`Space`.
+
+    The message is read into the ``HyperParameters.get_config()`` form and converted by
+    :func:`hpsearch.space.keras_tuner.space_from_keras_tuner`, the one conversion.
+    """
+    return space_from_keras_tuner({"space": config_entries_from_proto(proto.space)})
+
+
+def config_entries_from_proto(space: kt_pb2.HyperParameters.Space) -> list[dict[str, Any]]:
+    """The ``get_config()["space"]`` entries Keras Tuner would build from this message."""
+    entries: list[dict[str, Any]] = []
     for x in space.fixed_space:
-        params.append(
-            FixedParam(x.name, value=_value_of(x.value), conditions=_conditions(x.conditions))
-        )
-    return Space(tuple(params))
+        entries.append(_entry("Fixed", x, value=_value_of(x.value)))
+    for f in space.float_space:
+        entries.append(_entry("Float", f, **_range(f)))
+    for i in space.int_space:
+        entries.append(_entry("Int", i, **_range(i)))
+    for c in space.choice_space:
+        default = _value_of(c.default) if c.default.WhichOneof("kind") else None
+        values = [_value_of(v) for v in c.values]
+        entries.append(_entry("Choice", c, values=values, ordered=c.ordered, default=default))
+    for b in space.boolean_space:
+        entries.append(_entry("Boolean", b, default=b.default))
+    return entries
 
 
-def _add_parameter(space: kt_pb2.HyperParameters.Space, param: Parameter) -> None:
-    conditions = [_condition_proto(c) for c in param.conditions]
-    if isinstance(param, DoubleParam):
-        space.float_space.add(
-            name=param.name,
-            min_value=param.min,
-            max_value=param.max,
-            step=param.step or 0.0,
-            sampling=_SCALE_TO_SAMPLING[param.scale],
-            default=float(param.effective_default),
-            conditions=conditions,
+def _entry(kind: str, proto: Any, **config: Any) -> dict[str, Any]:
+    conditions = []
+    for condition in proto.conditions:
+        if condition.WhichOneof("kind") != "parent":
+            raise InvalidArgumentError(
+                f"Keras Tuner {kind} {proto.name!r}: only parent conditions are supported"
+            )
+        conditions.append(
+            {
+                "class_name": "Parent",
+                "config": {
+                    "name": condition.parent.name,
+                    "values": [_value_of(v) for v in condition.parent.values],
+                },
+            }
         )
-    elif isinstance(param, IntegerParam):
-        space.int_space.add(
-            name=param.name,
-            min_value=param.min,
-            max_value=param.max,
-            step=param.step or 0,
-            sampling=_SCALE_TO_SAMPLING[param.scale],
-            default=int(param.effective_default),
-            conditions=conditions,
+    return {"class_name": kind, "config": {"name": proto.name, "conditions": conditions, **config}}
+
+
+def _range(proto: kt_pb2.Float | kt_pb2.Int) -> dict[str, Any]:
+    # An unset default arrives as 0 (proto3): keep it only when it lies in the range.
+    default = proto.default if proto.min_value <= proto.default <= proto.max_value else None
+    return {
+        "min_value": proto.min_value,
+        "max_value": proto.max_value,
+        "step": proto.step or None,
+        "sampling": _SAMPLING_NAMES.get(proto.sampling, "linear"),
+        "default": default,
+    }
+
+
+def _add_entry(space: kt_pb2.HyperParameters.Space, kind: str, config: Mapping[str, Any]) -> None:
+    conditions = [
+        kt_pb2.Condition(
+            parent=kt_pb2.Condition.Parent(
+                name=c["config"]["name"], values=[_value_proto(v) for v in c["config"]["values"]]
+            )
         )
-    elif isinstance(param, (CategoricalParam, DiscreteParam)):
-        values = [_value_proto(v) for v in param.values]
+        for c in config.get("conditions", [])
+    ]
+    name = config["name"]
+    if kind in ("Float", "Int"):
+        default = config.get("default")
+        target = space.float_space.add() if kind == "Float" else space.int_space.add()
+        target.name = name
+        target.min_value = config["min_value"]
+        target.max_value = config["max_value"]
+        target.step = config.get("step") or 0
+        target.sampling = _SAMPLING_ENUMS[config.get("sampling") or "linear"]
+        target.default = config["min_value"] if default is None else default
+        target.conditions.extend(conditions)
+    elif kind == "Choice":
+        values = [_value_proto(v) for v in config["values"]]
         space.choice_space.add(
-            name=param.name,
+            name=name,
             values=values,
-            default=_value_proto(param.effective_default),
-            ordered=isinstance(param, DiscreteParam) and param.ordered,
+            default=_value_proto(config["default"]),
+            ordered=bool(config.get("ordered")),
             conditions=conditions,
         )
-    elif isinstance(param, BooleanParam):
+    elif kind == "Boolean":
         space.boolean_space.add(
-            name=param.name, default=bool(param.effective_default), conditions=conditions
+            name=name, default=bool(config.get("default")), conditions=conditions
         )
-    elif isinstance(param, FixedParam):
+    else:
         space.fixed_space.add(
-            name=param.name, value=_value_proto(param.value), conditions=conditions
+            name=name, value=_value_proto(config["value"]), conditions=conditions
         )
-    else:  # pragma: no cover - every kind is listed above
-        raise InvalidArgumentError(
-            f"parameter {param.name!r}: kind {param.kind} has no Keras Tuner form"
-        )
-
-
-def _choice(c: kt_pb2.Choice) -> Parameter:
-    values = [_value_of(v) for v in c.values]
-    conditions = _conditions(c.conditions)
-    default = _value_of(c.default) if c.default.WhichOneof("kind") else None
-    if not values:
-        raise InvalidArgumentError(f"Keras Tuner Choice {c.name!r} has no values")
-    if all(isinstance(v, str) for v in values):
-        return CategoricalParam(
-            c.name, values=tuple(str(v) for v in values), default=default, conditions=conditions
-        )
-    if all(isinstance(v, bool) for v in values):
-        return BooleanParam(c.name, default=default, conditions=conditions)
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return DiscreteParam(
-            c.name,
-            values=tuple(values),  # type: ignore[arg-type]
-            ordered=c.ordered,
-            default=default,
-            conditions=conditions,
-        )
-    raise InvalidArgumentError(
-        f"Keras Tuner Choice {c.name!r} mixes value types {values!r}; use one type"
-    )
-
-
-def _conditions(protos: Iterable[kt_pb2.Condition]) -> tuple[Condition, ...]:
-    result = []
-    for proto in protos:
-        if proto.WhichOneof("kind") != "parent":
-            raise InvalidArgumentError("Keras Tuner condition without a parent is not supported")
-        result.append(
-            Condition(proto.parent.name, tuple(_value_of(v) for v in proto.parent.values))
-        )
-    return tuple(result)
-
-
-def _condition_proto(condition: Condition) -> kt_pb2.Condition:
-    return kt_pb2.Condition(
-        parent=kt_pb2.Condition.Parent(
-            name=condition.parent, values=[_value_proto(v) for v in condition.values]
-        )
-    )
 
 
 def _value_proto(value: ParamValue) -> kt_pb2.Value:

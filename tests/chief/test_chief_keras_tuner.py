@@ -25,7 +25,7 @@ from hpsearch.protos import keras_tuner_service_pb2 as svc
 from hpsearch.protos import keras_tuner_service_pb2_grpc as svc_grpc
 from hpsearch.records import AttemptState, TrialState
 
-from .conftest import ChiefProcess, study_yaml
+from .conftest import REPO, ChiefProcess, study_yaml
 
 WORKER = Path(__file__).with_name("kt_worker.py")
 
@@ -246,3 +246,42 @@ def test_stock_keras_tuner_workers_run_the_study_to_its_budget(
             assert 4 <= int(trial.params["units"]) <= 16
     finally:
         store.close()
+
+
+def test_update_space_adds_new_parameters_and_refuses_a_bad_one(
+    stub: svc_grpc.OracleStub, kt_chief: Chief
+) -> None:
+    hps = kt.HyperParameters()
+    hps.space.choice_space.add(
+        name="act", values=[kt.Value(string_value="relu"), kt.Value(string_value="tanh")]
+    )
+    hps.space.int_space.add(name="units", min_value=1, max_value=999, sampling=kt.LINEAR)
+    stub.UpdateSpace(svc.UpdateSpaceRequest(hyperparameters=hps), timeout=5)
+    space = stub.GetSpace(svc.GetSpaceRequest(), timeout=5).hyperparameters.space
+    assert [c.name for c in space.choice_space] == ["act"]
+    units = [(i.min_value, i.max_value) for i in space.int_space if i.name == "units"]
+    assert units == [(4, 16)], "an already declared parameter keeps its declaration"
+
+    bad = kt.HyperParameters()
+    bad.space.float_space.add(name="wd", min_value=1.0, max_value=0.5, sampling=kt.LINEAR)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UpdateSpace(svc.UpdateSpaceRequest(hyperparameters=bad), timeout=5)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "wd" in (info.value.details() or "")
+    store = _open_store(kt_chief.storage)
+    try:
+        assert store.get_study("ktp").config.space.names == ("lr", "units", "act")
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_example_space_survives_the_keras_tuner_message(example: Path) -> None:
+    from hpsearch.service.keras_tuner import hyperparameters_to_proto, space_from_proto
+    from hpsearch.space import load_study
+
+    space = load_study(example).space
+    back = space_from_proto(hyperparameters_to_proto(space, {}))
+    assert {p.name: p for p in back} == {p.name: p for p in space}
