@@ -506,7 +506,7 @@ def trial_page(engine: Engine, name: str, query: TrialQuery) -> dict[str, Any]:
         "limit": query.limit,
         "sort": query.sort,
         "order": "desc" if query.descending else "asc",
-        "parameters": list(specs),
+        "parameters": _page_parameters(specs, rows),
         "trials": [
             {
                 "number": r.number,
@@ -715,6 +715,18 @@ def _revision(conn: Connection, ref: StudyRef) -> str:
         .where(TrialRow.study_id == ref.id)
     ).scalar_one()
     return f"{count}:{last or 0!r}:{newest or 0}:{ref.state}:{ref.updated_at!r}"
+
+
+def _page_parameters(specs: Mapping[str, Any], rows: Sequence[Any]) -> list[str]:
+    """The declared parameter names, then any others the page's trials carry."""
+    names = list(specs)
+    seen = set(names)
+    for row in rows:
+        for key in row.params or {}:
+            if key not in seen:
+                seen.add(key)
+                names.append(key)
+    return names
 
 
 def _sort_column(sort: str, specs: Mapping[str, Mapping[str, Any]]) -> ColumnElement[Any]:

@@ -128,6 +128,18 @@ def test_study_page_history_filters_and_live_update(
         assert browser.find_element(By.ID, "count-FAILED").text == "2"
         wait_for(lambda: len(rows(browser)) == len(PLAN), what="the full trial table")
         browser.execute_script("window.__sameDocument = true")
+        # Each parameter cell sits under its own header.
+        cells = browser.execute_script(
+            "const heads = [...document.querySelectorAll('#trials-table thead th')]"
+            ".map((th) => th.textContent);"
+            "const col = heads.indexOf('learning_rate');"
+            "return [...document.querySelectorAll('#trials-body tr[data-number]')].map("
+            "(tr) => [+tr.dataset.number, tr.children[col].textContent]);"
+        )
+        assert len(cells) == len(PLAN)
+        for number, text in cells:
+            expected_lr = float(mixed.params[number]["learning_rate"])
+            assert float(text) == pytest.approx(expected_lr, rel=1e-3), (number, text)
 
         # Filter by state: only the FAILED trials remain.
         browser.find_element(By.CSS_SELECTOR, "input[data-state=FAILED]").click()

@@ -229,7 +229,7 @@ function studiesView(main) {
 
 // -- one study ------------------------------------------------------------------------------
 function studyView(main, name) {
-  const state = { revision: null, detail: null, offset: 0, limit: 50, sort: "number",
+  const state = { tableParams: [], revision: null, detail: null, offset: 0, limit: 50, sort: "number",
                   order: "desc", states: new Set(), filters: [], heavyAt: 0, params: null,
                   slice: null, cx: null, cy: null, metric: null, stopped: false };
   const cards = h("div", { className: "cards", id: "study-cards" });
@@ -394,7 +394,6 @@ function studyView(main, name) {
       if (ranked[0]) { sliceSel.value = ranked[0].name; cxSel.value = ranked[0].name; }
       if (ranked[1]) cySel.value = ranked[1].name;
       syncFilterInputs();
-      renderTableHead();
     }
     // Below the fold: each plot is drawn once it scrolls into view (or now if visible).
     whenVisible(importanceEl, drawImportance);
@@ -518,7 +517,7 @@ function studyView(main, name) {
     const cols = [{ key: "number", label: "#", sort: "number" },
                   { key: "state", label: "State", sort: "state" },
                   { key: "value", label: metric, sort: "value" }];
-    for (const spec of (state.params || [])) cols.push({ key: "param:" + spec.name, label: spec.name, sort: "param:" + spec.name });
+    for (const p of state.tableParams) cols.push({ key: "param:" + p, label: p, sort: "param:" + p });
     cols.push({ key: "duration", label: "Duration", sort: "duration" },
               { key: "attempt", label: "Attempt", sort: "attempt" },
               { key: "worker_id", label: "Worker" },
@@ -553,7 +552,11 @@ function studyView(main, name) {
 
   async function refreshTable() {
     const d = await api(`/studies/${enc(name)}/trials?` + tableQuery());
-    if (!table.querySelector("thead")) renderTableHead();
+    // The table's parameter columns come with its rows, so they always line up.
+    if (!table.querySelector("thead") || d.parameters.join("\n") !== state.tableParams.join("\n")) {
+      state.tableParams = d.parameters;
+      renderTableHead();
+    }
     const cols = columns();
     const rows = d.trials.map((t) => h("tr", { className: "clickable", "data-number": t.number,
       onclick: () => { location.hash = `#/study/${enc(name)}/trial/${t.number}`; } },
