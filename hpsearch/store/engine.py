@@ -293,9 +293,10 @@ def storage_error(exc: BaseException, url: URL, what: str = "operation") -> Stor
     else:
         lowered = detail.lower()
         if "connection" in lowered or "connect" in lowered or "server" in lowered:
-            hint = (
-                "is PostgreSQL running and reachable? check host, port, user, password and "
-                "database in --storage (or $HPSEARCH_STORAGE)"
+            return StorageError(
+                f"cannot reach the database {where}: {detail}; is PostgreSQL running and "
+                "reachable? check host, port, user, password and database in --storage "
+                "(or $HPSEARCH_STORAGE)"
             )
         elif "does not exist" in lowered and ("relation" in lowered or "column" in lowered):
             hint = f"run `hpsearch db upgrade --storage {where}`"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hpsearch.space import Budget, Metric, StudyConfig
+from hpsearch.space import Budget, Metric, Params, StudyConfig
 from hpsearch.store import Store
 
 
@@ -63,7 +63,7 @@ def _latencies(store: Store, name: str, n: int) -> None:
             f"p95 {samples[int(0.95 * len(samples))] * 1e3:6.2f} ms"
         )
 
-    params = {"lr": 0.01, "units": 64, "optimizer": "adam"}
+    params: Params = {"lr": 0.01, "units": 64, "optimizer": "adam"}
     timed("create_trial (waiting)", lambda i: store.create_trial(name, params))
     timed("claim_trial", lambda i: numbers.append(store.claim_trial(name, "w").number))  # type: ignore[union-attr]
     timed("renew_lease", lambda i: store.renew_lease(name, numbers[i], 1))
