@@ -205,6 +205,7 @@ def train(args: argparse.Namespace) -> int:
             first_epoch.append(epoch)
             if epoch:
                 logger.info("resuming from checkpoint start_epoch=%d", epoch + 1)
+            reporter.forget_after(epoch)
 
     callbacks.append(tf.keras.callbacks.LambdaCallback(on_epoch_begin=log_start))
     # After BackupAndRestore: an epoch is reported only once its checkpoint is written.
@@ -334,6 +335,12 @@ class HypertuneReporter:
                 f"{sorted('val_' + k for k in results)}"
             )
         self._report(float(results[key]), step=step)
+
+    def forget_after(self, step: int) -> None:
+        """Drop earlier reports past ``step``: those epochs are about to be trained again."""
+        kept = [e for e in self.hpt.metrics_queue if int(e.get("global_step", "0")) <= step]
+        self.hpt.metrics_queue.clear()
+        self.hpt.metrics_queue.extend(kept)
 
     def _report(self, value: float, step: int) -> None:
         if not math.isfinite(value):

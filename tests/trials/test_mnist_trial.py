@@ -216,6 +216,7 @@ def test_killed_trial_resumes_after_its_last_finished_epoch(tmp_path: Path) -> N
     assert extended.returncode == 0, extended.stderr[-3000:]
     assert "resuming from checkpoint start_epoch=3" in extended.stderr
     assert "Epoch 3/4" in extended.stdout and "Epoch 2/4" not in extended.stdout
+    assert [line["global_step"] for line in trial.metric_lines()] == ["1", "2", "3", "4"]
 
 
 def test_diverging_loss_fails_the_trial_before_checkpointing_or_reporting(
