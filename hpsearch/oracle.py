@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import threading
 import time
 from collections import deque
@@ -248,9 +249,19 @@ class Oracle:
             if cached is None or cached[0] != attempt:
                 cached = runtime.measured[number] = (attempt, {})
             cached[1].setdefault(record.step, record)
-        if trial is None:
-            return LeaseAnswer(None, *self._stop_reason(runtime))
-        return self._lease_answer(runtime, trial)
+        stop, reason = self._stop_reason(runtime)
+        if not stop:
+            stop, reason = self._median_rule(runtime, number, attempt, step)
+        if stop:
+            logger.info(
+                "trial should stop study=%s number=%d attempt=%d step=%d reason=%r",
+                study,
+                number,
+                attempt,
+                step,
+                reason,
+            )
+        return LeaseAnswer(trial, stop, reason)
 
     def complete(
         self,
@@ -455,7 +466,19 @@ class Oracle:
             runtime.forget_running(trial.number)
             runtime.trials.pop(trial.number, None)
             with runtime.cache_lock:
-                runtime.measured.pop(trial.number, None)
+                measured = runtime.measured.pop(trial.number, None)
+                if (
+                    trial.state is TrialState.COMPLETED
+                    and runtime.curves is not None
+                    and measured is not None
+                    and measured[0] == attempt
+                ):
+                    name = runtime.config.metric.name
+                    runtime.curves[trial.number] = [
+                        (step, r.metrics[name])
+                        for step, r in sorted(measured[1].items())
+                        if name in r.metrics
+                    ]
                 runtime.renewed_at.pop(trial.number, None)
             params = runtime.pending_params.pop(trial.number, trial.params)
             if trial.state is TrialState.COMPLETED and trial.value is not None:
@@ -476,6 +499,62 @@ class Oracle:
 
     def _lease_answer(self, runtime: _StudyRuntime, trial: Trial) -> LeaseAnswer:
         return LeaseAnswer(trial, *self._stop_reason(runtime))
+
+    def _median_rule(
+        self, runtime: _StudyRuntime, number: int, attempt: int, step: int
+    ) -> tuple[bool, str]:
+        """Vertex's median stopping rule: stop a trial whose best objective so far is worse
+        than the median of the completed trials' best objective up to the same step."""
+        rule = runtime.config.early_stopping
+        metric = runtime.config.metric
+        if rule.rule != "median" or step < rule.min_steps:
+            return False, ""
+        with runtime.cache_lock:
+            cached = runtime.measured.get(number)
+            mine = (
+                [
+                    r.metrics[metric.name]
+                    for s, r in cached[1].items()
+                    if s <= step and metric.name in r.metrics
+                ]
+                if cached is not None and cached[0] == attempt
+                else []
+            )
+        if not mine:
+            return False, ""
+        pick = max if metric.goal is Goal.MAXIMIZE else min
+        others = []
+        for curve in self._curves(runtime).values():
+            values = [v for s, v in curve if s <= step]
+            if values:
+                others.append(pick(values))
+        if len(others) < rule.min_trials:
+            return False, ""
+        median = statistics.median(others)
+        current = pick(mine)
+        if not metric.better(median, current):
+            return False, ""
+        return True, (
+            f"median stopping rule: best {metric.name} {current:g} by step {step} is worse "
+            f"than the median {median:g} of {len(others)} completed trials"
+        )
+
+    def _curves(self, runtime: _StudyRuntime) -> dict[int, list[tuple[int, float]]]:
+        """The completed trials' objective by step (loaded from SQL once, then kept)."""
+        if runtime.curves is None:
+            name = runtime.config.metric.name
+            completed = {
+                t.number: t.attempt
+                for t in self.store.list_trials(runtime.name, states=[TrialState.COMPLETED])
+            }
+            curves: dict[int, list[tuple[int, float]]] = {}
+            for m in self.store.list_measurements(runtime.name):
+                if completed.get(m.trial_number) == m.attempt and name in m.metrics:
+                    curves.setdefault(m.trial_number, []).append((m.step, m.metrics[name]))
+            with runtime.cache_lock:
+                if runtime.curves is None:
+                    runtime.curves = curves
+        return runtime.curves
 
     def _stop_reason(self, runtime: _StudyRuntime) -> tuple[bool, str]:
         if runtime.state is StudyState.STOPPED:
@@ -643,7 +722,9 @@ class _StudyRuntime:
         self.reserved = 0  # slots taken by claims/inserts in flight (lock released)
         self.reserved_new = 0  # of which new trials (already counted in total)
         self.reserving: set[str] = set()  # workers with a claim/insert in flight
-        self.cache_lock = threading.Lock()  # guards measured and renewed_at
+        self.cache_lock = threading.Lock()  # guards measured, renewed_at and curves
+        # Completed trials' objective by step, for the median rule (None: not loaded yet).
+        self.curves: dict[int, list[tuple[int, float]]] | None = None
         self.dirty = False
         self.space_version = 0
         self.last_demand = time.monotonic()

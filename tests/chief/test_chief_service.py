@@ -282,3 +282,21 @@ def test_a_slow_suggestion_does_not_delay_heartbeats(
     client.tell("slow", trial.number, trial.attempt, value=1.0)
     asker.join(10)
     assert worst < 0.5, f"a heartbeat took {worst:.2f}s while a suggestion was computed"
+
+
+def test_median_stopping_rule_stops_a_trial_behind_the_median(client: Client) -> None:
+    config = study_yaml("median", budget="{max_trials: 6, parallel_trials: 2}")
+    client.create_study(config + "early_stopping: {rule: median, min_trials: 2, min_steps: 1}\n")
+    for curve in ([0.5, 0.6, 0.7], [0.4, 0.6, 0.8]):
+        (trial,) = client.ask("median", "w0")
+        for step, value in enumerate(curve, start=1):
+            status = client.report("median", trial.number, trial.attempt, step, {"score": value})
+            assert not status.should_stop
+        client.tell("median", trial.number, trial.attempt, value=curve[-1])
+    (behind,) = client.ask("median", "w1")
+    (ahead,) = client.ask("median", "w2")
+    status = client.report("median", behind.number, behind.attempt, 1, {"score": 0.1})
+    assert status.should_stop and "median" in status.reason
+    assert not client.report("median", ahead.number, ahead.attempt, 1, {"score": 0.9}).should_stop
+    stopped = client.tell("median", behind.number, behind.attempt, state="STOPPED")
+    assert stopped.state is TrialState.STOPPED
