@@ -39,9 +39,9 @@ OVERLAYS = {
 }
 GPU_OVERLAYS = ("base", "sqlite", "postgres", "secure")
 SQLITE_OVERLAYS = ("base", "sqlite", "cpu", "secure")
-# The oldest Kubernetes the manifests are meant for (backoffLimitPerIndex is GA from 1.33)
-# and the newest schema kubernetes-validate ships.
-KUBERNETES_VERSIONS = ("1.33.0", "latest")
+# The oldest Kubernetes the manifests are meant for (backoffLimitPerIndex: beta and on by
+# default from 1.29, GA in 1.33) and the newest schema kubernetes-validate ships.
+KUBERNETES_VERSIONS = ("1.29.0", "latest")
 CHIEF_PORT = 8000
 GPU = "nvidia.com/gpu"
 
@@ -132,7 +132,7 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
     probe = container(deployment, "chief")["livenessProbe"]
     probe["grpc"]["prot"] = probe["grpc"].pop("port")
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, "1.33.0", strict=True)
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
 
 
 # -- the chief -----------------------------------------------------------------------------------
