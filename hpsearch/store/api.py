@@ -257,6 +257,7 @@ class Store:
             "b_tags": _check_json(dict(tags or {}), "tags"),
             "b_metrics": {},
             "b_worker": None if worker_id is None else _check_worker(worker_id),
+            "b_count": 1,
         }
         lease = _check_lease(lease_seconds)
 
@@ -285,6 +286,53 @@ class Store:
             "trial created study=%s number=%d state=%s", study, trial.number, trial.state.value
         )
         return trial
+
+    def create_trials(
+        self,
+        study: str,
+        params: Sequence[Params],
+        *,
+        tags: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[Trial]:
+        """Insert several WAITING trials with consecutive numbers in one transaction.
+
+        One commit for the lot: where every commit waits for a disk flush (PostgreSQL),
+        queueing a batch of suggestions this way is much faster than one by one.
+        ``tags``, when given, has one mapping per trial.
+        """
+        if tags is not None and len(tags) != len(params):
+            raise InvalidArgumentError(
+                f"create_trials got {len(params)} parameter sets but {len(tags)} tag mappings"
+            )
+        rows = [
+            {
+                "b_params": _check_params(p),
+                "b_tags": _check_json(dict(tags[i]) if tags else {}, "tags"),
+                "b_metrics": {},
+            }
+            for i, p in enumerate(params)
+        ]
+        if not rows:
+            self.get_study(study)  # NotFoundError for an unknown study, as below
+            return []
+
+        def body(conn: Connection) -> list[Trial]:
+            counter = conn.execute(
+                self._sql.next_number, {"b_study": study, "b_count": len(rows)}
+            ).first()
+            if counter is None:
+                raise _no_study(study)
+            first = counter.trial_count - len(rows)
+            args = [
+                {**row, "b_study_id": counter.id, "b_number": first + i}
+                for i, row in enumerate(rows)
+            ]
+            created = conn.execute(self._sql.insert_waiting_trial, args).all()
+            return sorted((_trial(row) for row in created), key=lambda t: t.number)
+
+        trials = self._write(body, "create trials")
+        logger.debug("trials created study=%s count=%d", study, len(trials))
+        return trials
 
     def claim_trial(
         self, study: str, worker_id: str, *, lease_seconds: float | None = None

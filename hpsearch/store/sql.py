@@ -136,7 +136,7 @@ class Statements:
         self.next_number = (
             update(STUDIES)
             .where(S.name == bindparam("b_study"))
-            .values(trial_count=S.trial_count + 1)
+            .values(trial_count=S.trial_count + bindparam("b_count", type_=Integer))
             .returning(S.id, S.trial_count, S.lease_seconds)
         )
         trial_values: dict[str, Any] = {

@@ -71,6 +71,13 @@ class TrialLifecycle(RuleBasedStateMachine):
         assert trial.state is TrialState.WAITING
         self.model.append(ModelTrial())
 
+    @rule(xs=st.lists(values, max_size=3))
+    def create_batch(self, xs: list[float]) -> None:
+        trials = self.store.create_trials(self.study, [{"x": x} for x in xs])
+        first = len(self.model)
+        assert [t.number for t in trials] == list(range(first, first + len(xs)))
+        self.model.extend(ModelTrial() for _ in xs)
+
     @rule(x=values, doomed=st.booleans())
     def create_running(self, x: float, doomed: bool) -> None:
         trial = self.store.create_trial(

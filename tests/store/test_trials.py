@@ -306,3 +306,26 @@ def test_workers(store: Store) -> None:
 
 def test_database_clock_is_seconds_since_the_epoch(store: Store) -> None:
     assert abs(store.db_now() - time.time()) < 5
+
+
+def test_create_trials_in_one_batch(store: Store) -> None:
+    name = store.create_study(study_config()).name
+    store.create_trial(name, {"x": 0})
+    batch = store.create_trials(name, [{"x": 1}, {"x": 2}, {"x": 3}], tags=[{}, {"k": 1}, {}])
+    assert [(t.number, t.params, t.state) for t in batch] == [
+        (1, {"x": 1}, TrialState.WAITING),
+        (2, {"x": 2}, TrialState.WAITING),
+        (3, {"x": 3}, TrialState.WAITING),
+    ]
+    assert batch[1].tags == {"k": 1}
+    assert store.create_trials(name, []) == []
+    assert store.create_trial(name, {}).number == 4
+    claimed = store.claim_trial(name, "w")
+    assert claimed is not None and claimed.number == 0
+    with pytest.raises(InvalidArgumentError, match="tag mappings"):
+        store.create_trials(name, [{"x": 1}], tags=[])
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        store.create_trials(name, [{"x": 1}, {"x": math.nan}])
+    with pytest.raises(NotFoundError):
+        store.create_trials("missing", [{"x": 1}])
+    assert sum(store.count_trials(name).values()) == 5
