@@ -686,7 +686,9 @@ class Store:
 
     # -- internals ------------------------------------------------------------------------
     def _read(self, fn: Callable[[Connection], R]) -> R:
-        return run_transaction(self._engine, fn, write=False, what="read")
+        return run_transaction(
+            self._engine, fn, write=False, what="read", write_lock=self._write_lock
+        )
 
     def _write(self, fn: Callable[[Connection], R | BaseException], what: str) -> R:
         # ``fn`` may return an exception: it is raised after the transaction commits (a

@@ -7,6 +7,11 @@ concurrent writers queue on the database lock instead of failing half-way with
 plain ``postgresql://`` is rewritten to it).  Transactions that lose a lock race
 (SQLite busy, PostgreSQL serialization failure or deadlock) are retried a bounded number
 of times with jittered backoff.
+
+Durability: SQLite runs with ``synchronous=NORMAL`` (WAL), so a commit survives a crash
+of the process but an OS crash or power loss may lose the last moments of commits (the
+file stays consistent); ``FULL`` would cost a disk flush per commit.  PostgreSQL keeps
+its server settings (by default a commit is flushed to disk before it returns).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Double, Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -219,7 +225,8 @@ def process_write_lock(engine: Engine) -> AbstractContextManager[Any] | None:
     handed the database as soon as it is free; threads that queue in SQLite's busy
     handler poll it with sleeps of up to 100 ms, which caps 32 threads at a fraction of
     one thread's rate.  Other processes still wait in the busy handler.  PostgreSQL
-    locks rows, not the database: no lock there.
+    locks rows, not the database: no lock there.  An in-memory SQLite database is one
+    shared connection, so there every transaction, reads included, takes the lock.
     """
     return threading.Lock() if engine.dialect.name == "sqlite" else None
 
@@ -241,13 +248,19 @@ def run_transaction(
     delay = 0.005
     for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
         try:
-            if not write:
+            if not write and not is_memory_sqlite(engine.url):
                 with engine.connect() as conn, conn.begin():
                     return fn(conn)
             with write_lock or nullcontext(), engine.connect() as conn:
                 conn = conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():
                     return fn(conn)
+        except PoolTimeoutError as exc:
+            raise StorageError(
+                f"database {what} on {safe_url(engine.url)} waited too long for a free "
+                f"connection ({exc}); open the Store with a larger pool_size/max_overflow or "
+                "run fewer threads"
+            ) from exc
         except DBAPIError as exc:
             retry = is_retryable(exc)
             if not retry or attempt == MAX_TRANSACTION_ATTEMPTS:

@@ -180,3 +180,15 @@ def test_concurrent_expiry_and_late_reports_end_each_attempt_once(
         [attempt] = store.list_attempts(study, number)
         assert attempt.state is AttemptState.LOST
     assert store.count_trials(study)[TrialState.WAITING] == n
+
+
+def test_in_memory_sqlite_store_is_thread_safe() -> None:
+    """``sqlite://`` is one shared connection: the store serializes every transaction."""
+    with Store("sqlite://") as store:
+        study = store.create_study(study_config()).name
+        store.create_trials(study, [{"i": i} for i in range(64)])
+        with ThreadPoolExecutor(8) as pool:
+            results = list(
+                pool.map(lambda k: _claim_and_complete_all(store, study, f"t{k}"), range(8))
+            )
+        _check_every_trial_completed_once(store, study, 64, [n for r in results for n in r])
