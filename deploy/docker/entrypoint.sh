@@ -8,16 +8,18 @@
 #
 # A worker in a Kubernetes Indexed Job gets its id from the pod's completion index:
 # KERASTUNER_TUNER_ID=worker<JOB_COMPLETION_INDEX> (prefix: $HPSEARCH_WORKER_PREFIX), unless
-# KERASTUNER_TUNER_ID is already set; --worker-id still wins over both. A stable id per index
-# means a replacement pod of the same index is the same worker to the chief, which hands it
-# back the trial its predecessor was running.
+# KERASTUNER_TUNER_ID is already set; `hpsearch worker --worker-id` still wins over both. This
+# holds for any command but `chief`, so a stock Keras Tuner script run by an Indexed Job
+# (python trials/keras_tuner_mnist.py) gets a unique tuner id too. A stable id per index means
+# a replacement pod of the same index is the same worker to the chief, which hands it back
+# the trial its predecessor was running.
 set -eu
 
 if [ "$#" -eq 0 ]; then
     set -- --help
 fi
 
-if [ "$1" = "worker" ] && [ -z "${KERASTUNER_TUNER_ID:-}" ] && [ -n "${JOB_COMPLETION_INDEX:-}" ]; then
+if [ "$1" != "chief" ] && [ -z "${KERASTUNER_TUNER_ID:-}" ] && [ -n "${JOB_COMPLETION_INDEX:-}" ]; then
     case "$JOB_COMPLETION_INDEX" in
         *[!0-9]*)
             echo "hpsearch-entrypoint: JOB_COMPLETION_INDEX must be a non-negative integer," \

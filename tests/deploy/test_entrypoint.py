@@ -290,6 +290,13 @@ def test_a_bad_completion_index_is_refused(recorder: Path) -> None:
     assert result.stdout == ""
 
 
+def test_a_stock_keras_tuner_worker_gets_the_id_too(recorder: Path) -> None:
+    show_id = "import os; print(os.environ['KERASTUNER_TUNER_ID'])"
+    result = entrypoint(recorder, [sys.executable, "-c", show_id], JOB_COMPLETION_INDEX="5")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "worker5\n"
+
+
 def test_no_arguments_is_hpsearch_help(recorder: Path) -> None:
     assert recorded(entrypoint(recorder, []))["argv"] == ["--help"]
 
