@@ -241,7 +241,7 @@ def time_browser(base: str, name: str, trials: int) -> dict[str, float] | None:
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={tempfile.mkdtemp(prefix='hps-chromium-')}",
-        "--window-size=1400,1600",
+        "--window-size=1400,900",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
@@ -295,7 +295,7 @@ def render(
     if browser_s is not None:
         lines += [
             "",
-            "Headless Chromium (software rendering, no GPU), 1400x1600 window, from opening "
+            "Headless Chromium (software rendering, no GPU), 1400x900 window, from opening "
             "the study page (plotly.min.js already cached):",
             "",
             "| drawn | at (ms) | drawing took (ms) |",
@@ -308,7 +308,8 @@ def render(
                 f"| {plot_id} | {browser_s[key]:.0f} | {'' if took is None else f'{took:.0f}'} |"
             )
         lines.append(
-            "\nPlots below the fold are drawn when scrolled into view, so they are absent here."
+            "\nPlots more than 200 px below the window are drawn when scrolled into view; "
+            "those are absent here."
         )
     return "\n".join(lines) + "\n"
 

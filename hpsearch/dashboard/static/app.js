@@ -134,7 +134,9 @@ function plot(el, traces, layout) {
   const started = performance.now();
   try { drawPlot(el, traces, layout); } finally {
     window.hpsearchTimings[el.id] = Math.round(performance.now() - started);
-    window.hpsearchTimings[el.id + "@"] = Math.round(performance.now() - routedAt);
+    if (!(el.id + "@" in window.hpsearchTimings)) {  // when it was first drawn
+      window.hpsearchTimings[el.id + "@"] = Math.round(performance.now() - routedAt);
+    }
   }
 }
 
@@ -321,8 +323,9 @@ function studyView(main, name) {
       card("Algorithm", d.config.algorithm));
   }
 
-  async function refreshHistory() {
+  async function refreshHistory(gate) {
     const d = await api(`/studies/${enc(name)}/history`);
+    await gate; // the table paints first: it is what a user waits for
     await nextPaint(); // let the table and cards paint before a big plot blocks the thread
     const c = d.completed, s = d.stopped;
     const type = scatterType(c.number.length);
@@ -341,9 +344,10 @@ function studyView(main, name) {
     historyEl.dataset.points = String(c.number.length);
   }
 
-  async function refreshIntermediate() {
+  async function refreshIntermediate(gate) {
     const q = state.metric ? "?metric=" + enc(state.metric) : "";
     const d = await api(`/studies/${enc(name)}/intermediate${q}`);
+    await gate;
     await nextPaint();
     if (metricSel.options.length !== d.metrics.length) {
       metricSel.replaceChildren(...d.metrics.map((m) => h("option", { value: m, selected: m === d.metric }, m)));
@@ -376,12 +380,13 @@ function studyView(main, name) {
              tickvals: cats.map((_, i) => i), ticktext: cats };
   }
 
-  async function refreshParameters(force) {
+  async function refreshParameters(force, gate) {
     const now = Date.now();
     const big = state.detail && state.detail.total_trials > 2000;
     if (!force && big && now - state.heavyAt < HEAVY_REFRESH_MS) return;
     state.heavyAt = now;
     const d = await api(`/studies/${enc(name)}/parameters`);
+    await gate;
     state.paramData = d;
     if (!state.params) {
       state.params = d.parameters;
@@ -575,7 +580,9 @@ function studyView(main, name) {
     const last = Math.min(d.total, d.offset + d.trials.length);
     pagerText.textContent = d.total ? `${d.offset + 1}–${last} of ${d.total}` : "0 of 0";
     table.dataset.total = String(d.total);
-    window.hpsearchTimings["trials-table@"] = Math.round(performance.now() - routedAt);
+    if (!("trials-table@" in window.hpsearchTimings)) {
+      window.hpsearchTimings["trials-table@"] = Math.round(performance.now() - routedAt);
+    }
     prev.disabled = d.offset === 0;
     next.disabled = last >= d.total;
     chips.replaceChildren(...state.filters.map((f, i) => h("span", { className: "chip" },
@@ -590,7 +597,9 @@ function studyView(main, name) {
       const first = state.revision === null;
       state.revision = r.revision;
       await refreshSummary();
-      await Promise.all([refreshHistory(), refreshTable(), refreshIntermediate(), refreshParameters(first)]);
+      const table = refreshTable();
+      const gate = table.catch(() => undefined);
+      await Promise.all([table, refreshHistory(gate), refreshIntermediate(gate), refreshParameters(first, gate)]);
     },
     fail(e) { if (state.revision === null) main.replaceChildren(h("p", { className: "error" }, e.message)); },
   };
