@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, Engine
 
 from hpsearch.errors import (
     AlreadyExistsError,
@@ -99,6 +99,11 @@ class Store:
             raise
         self._sql = statements(self._engine.dialect.name)
         self._write_lock = process_write_lock(self._engine)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for read-only queries outside this interface (dashboard)."""
+        return self._engine
 
     def close(self) -> None:
         """Close every pooled connection.  The store must not be used afterwards."""
