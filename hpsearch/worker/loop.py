@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -161,9 +162,7 @@ class Worker:
     ) -> TrialOutcome | None:
         config = study.config
         trial_id = str(trial.number)
-        scratch = (
-            Path(self.options.output_dir) / ".hpsearch" / study.name / f"attempt-{trial.attempt}"
-        )
+        scratch = _scratch_dir(self.options.output_dir) / study.name / f"attempt-{trial.attempt}"
         dirs = trial_dirs(_join(self.options.output_dir, study.name), trial_id, str(scratch))
         Path(dirs.metric_file).unlink(missing_ok=True)
         log_path = Path(dirs.metric_file).parent / "output.log"
@@ -400,6 +399,14 @@ def _tail(path: Path, lines: int = FAILURE_TAIL_LINES) -> str:
         return "(no output)"
     text = b"".join(kept).decode("utf-8", "replace").rstrip()
     return text or "(no output)"
+
+
+def _scratch_dir(output_dir: str) -> Path:
+    """Where the worker keeps its per-attempt files (metric file, output log): under a local
+    output dir, else (``gs://...``) in the machine's temporary directory."""
+    if "://" in output_dir:
+        return Path(tempfile.gettempdir()) / "hpsearch-worker"
+    return Path(output_dir) / ".hpsearch"
 
 
 def _join(base: str, *parts: str) -> str:
