@@ -247,6 +247,7 @@ def run_transaction(
     """
     delay = 0.005
     for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
+        committing = False
         try:
             if not write and not is_memory_sqlite(engine.url):
                 with engine.connect() as conn, conn.begin():
@@ -254,7 +255,9 @@ def run_transaction(
             with write_lock or nullcontext(), engine.connect() as conn:
                 conn = conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():
-                    return fn(conn)
+                    result = fn(conn)
+                    committing = True
+                return result
         except PoolTimeoutError as exc:
             raise StorageError(
                 f"database {what} on {safe_url(engine.url)} waited too long for a free "
@@ -262,6 +265,14 @@ def run_transaction(
                 "run fewer threads"
             ) from exc
         except DBAPIError as exc:
+            if committing and exc.connection_invalidated:
+                # The connection died during COMMIT: the server may have committed.  Running
+                # the transaction again could apply it twice (a second trial created).
+                raise StorageError(
+                    f"the connection to {safe_url(engine.url)} was lost while committing "
+                    f"({what}): the change may or may not have been saved; check its state "
+                    "(e.g. `hpsearch trials STUDY`) before repeating it"
+                ) from exc
             retry = is_retryable(exc)
             if not retry or attempt == MAX_TRANSACTION_ATTEMPTS:
                 raise storage_error(exc, engine.url, what) from exc

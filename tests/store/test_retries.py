@@ -103,3 +103,28 @@ def test_postgres_deadlock_victim_is_retried(postgres_url: str) -> None:
         engine.dispose()
     assert results == {"ab": "ab", "ba": "ba"}
     assert sorted(runs.values()) == [1, 2]  # exactly one victim, run a second time
+
+
+@pytest.mark.postgres
+def test_a_dropped_postgres_connection_is_replaced(postgres_url: str) -> None:
+    """The server ends a pooled connection (restart, idle timeout): the next call fails on
+    it, the pool is invalidated and the call is run again on a new connection."""
+    from hpsearch.store import Store
+
+    from .helpers import study_config
+
+    with Store(postgres_url, pool_size=1, max_overflow=0) as store:
+        name = store.create_study(study_config()).name
+        with store.engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        admin = make_engine(postgres_url, pool_size=1, max_overflow=0)
+        try:
+            with admin.connect() as conn:
+                assert conn.execute(
+                    text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
+                ).scalar()
+        finally:
+            admin.dispose()
+        time.sleep(0.1)
+        assert store.create_trial(name, {}).number == 0
+        assert store.get_study(name).name == name
