@@ -7,7 +7,8 @@ const POLL_MS = 1000;
 const SVG_POINT_LIMIT = 3000; // above this, scatter plots use WebGL when the browser has it
 const HEAVY_REFRESH_MS = 5000;
 const PARCOORDS_LIMIT = 1000; // lines drawn in the parallel coordinates plot at most
-const PARCOORDS_BEST = 300; // of which the best trials // parameter plots of big studies refresh at most this often
+const PARCOORDS_BEST = 300; // of which the best trials
+const PARCOORDS_SOFTWARE_LIMIT = 300; // without a GPU, more lines wait for a click // parameter plots of big studies refresh at most this often
 const STATES = ["WAITING", "RUNNING", "COMPLETED", "FAILED", "STOPPED"];
 const COLORS = { COMPLETED: "#16a34a", FAILED: "#dc2626", RUNNING: "#2563eb", WAITING: "#9ca3af",
                  STOPPED: "#d97706" };
@@ -88,11 +89,16 @@ function setLive(ok, text) {
 function hasPlotly() { return typeof window.Plotly !== "undefined"; }
 
 let webglChecked = null;
+let webglSoftware = false; // WebGL emulated on the CPU (no GPU): big WebGL plots are slow
 function hasWebGL() {
   if (webglChecked === null) {
     try {
       const c = document.createElement("canvas");
-      webglChecked = !!(c.getContext("webgl") || c.getContext("experimental-webgl"));
+      const gl = c.getContext("webgl") || c.getContext("experimental-webgl");
+      webglChecked = !!gl;
+      const info = gl && gl.getExtension("WEBGL_debug_renderer_info");
+      const renderer = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+      webglSoftware = /swiftshader|llvmpipe|softpipe|software/i.test(renderer);
     } catch (e) { webglChecked = false; }
   }
   return webglChecked;
@@ -427,9 +433,17 @@ function studyView(main, name) {
     const note = document.getElementById("parcoords-note");
     if (!d.trials.number.length) { note.textContent = "No completed trials yet."; return; }
     if (!hasWebGL()) { note.textContent = "Parallel coordinates need WebGL, which this browser does not offer."; return; }
+    const n = d.trials.number.length;
+    if (webglSoftware && !state.parcoordsForced && n > PARCOORDS_SOFTWARE_LIMIT) {
+      note.replaceChildren("This browser draws WebGL without a GPU, which takes seconds for " +
+        `${n} trials. `, h("button", { id: "parcoords-draw", onclick: () => {
+          state.parcoordsForced = true; drawParcoords(); } }, "Draw anyway"));
+      parcoordsEl.style.display = "none";
+      return;
+    }
+    parcoordsEl.style.display = "";
     // Software-rendered WebGL slows down past a few thousand lines: draw the best
     // PARCOORDS_BEST trials and an even sample of the rest, PARCOORDS_LIMIT in all.
-    const n = d.trials.number.length;
     let rows = [...Array(n).keys()];
     if (n > PARCOORDS_LIMIT) {
       const sign = d.goal === "minimize" ? 1 : -1;
@@ -592,11 +606,13 @@ function studyView(main, name) {
 
   return {
     async poll() {
-      const r = await api(`/studies/${enc(name)}/revision`);
-      if (r.revision === state.revision) return;
       const first = state.revision === null;
-      state.revision = r.revision;
+      if (!first) { // the first time, the study's own answer carries the revision
+        const r = await api(`/studies/${enc(name)}/revision`);
+        if (r.revision === state.revision) return;
+      }
       await refreshSummary();
+      state.revision = state.detail.revision;
       const table = refreshTable();
       const gate = table.catch(() => undefined);
       await Promise.all([table, refreshHistory(gate), refreshIntermediate(gate), refreshParameters(first, gate)]);
