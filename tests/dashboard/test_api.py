@@ -270,3 +270,13 @@ def test_cli_serves_until_interrupted(sqlite_url: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_module_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, hpsearch.dashboard.cli; "
+        "print(sorted(m for m in ('sqlalchemy', 'numpy', 'plotly', 'hpsearch.store') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
