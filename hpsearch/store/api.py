@@ -47,7 +47,7 @@ from hpsearch.records import (
     TrialState,
     Worker,
 )
-from hpsearch.space import Goal, Params, Space, StudyConfig
+from hpsearch.space import Goal, Params, ParamValue, Space, StudyConfig
 from hpsearch.store.engine import (
     db_now,
     make_engine,
@@ -295,7 +295,7 @@ class Store:
     def create_trials(
         self,
         study: str,
-        params: Sequence[Params],
+        params: Sequence[Mapping[str, ParamValue]],
         *,
         tags: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[Trial]:
@@ -920,7 +920,7 @@ def _check_metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
     return {str(name): _check_number(v, f"metric {name!r}") for name, v in metrics.items()}
 
 
-def _check_params(params: Params) -> dict[str, Any]:
+def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(params, Mapping):
         raise InvalidArgumentError(f"params must be a mapping of name to value, got {params!r}")
     checked: dict[str, Any] = {}
