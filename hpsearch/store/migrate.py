@@ -150,12 +150,18 @@ def _has_table(conn: Connection, name: str) -> bool:
 
 
 def _migrate(engine: Engine, direction: str, revision: str) -> tuple[str | None, str | None]:
-    from alembic import command
-
     def body(conn: Connection) -> tuple[str | None, str | None]:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
         before = _read_revision(conn)
+        if (
+            direction == "upgrade"
+            and revision in ("head", HEAD_REVISION)
+            and (before == HEAD_REVISION)
+        ):
+            return before, before  # e.g. another process migrated it while we waited
+        from alembic import command
+
         config = alembic_config()
         config.attributes["connection"] = conn
         if direction == "upgrade":

@@ -192,3 +192,26 @@ def test_in_memory_sqlite_store_is_thread_safe() -> None:
                 pool.map(lambda k: _claim_and_complete_all(store, study, f"t{k}"), range(8))
             )
         _check_every_trial_completed_once(store, study, 64, [n for r in results for n in r])
+
+
+def _open_main(url: str, results: Any) -> None:
+    try:
+        with Store(url, pool_size=1, max_overflow=0) as store:
+            results.put(("ok", len(store.list_studies())))
+    except Exception as exc:
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(storage_url: str) -> None:
+    from hpsearch.store import current_revision, head_revision
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    procs = [context.Process(target=_open_main, args=(storage_url, results)) for _ in range(8)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    assert outcomes == [("ok", 0)] * 8
+    assert current_revision(storage_url) == head_revision()
