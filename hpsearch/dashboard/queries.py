@@ -233,11 +233,21 @@ def history(engine: Engine, name: str) -> dict[str, Any]:
         cached = _CACHE.get(engine, ref.id, "history", revision)
         if cached is not None:
             return cast(dict[str, Any], cached)
-        rows = _finished_rows(engine, conn, ref, revision)
+        # Narrow on purpose (no parameters to decode): the history is the first plot drawn.
+        rows = conn.execute(
+            select(TrialRow.number, TrialRow.state, TrialRow.value)
+            .where(
+                TrialRow.study_id == ref.id,
+                TrialRow.state.in_(("COMPLETED", "STOPPED")),
+                TrialRow.value.is_not(None),
+            )
+            .order_by(TrialRow.number)
+        ).all()
     completed: dict[str, list[Any]] = {"number": [], "value": [], "best": []}
     stopped: dict[str, list[Any]] = {"number": [], "value": []}
     best = math.nan
-    for number, state, value, _params in rows:
+    for number, state, raw in rows:
+        value = float(raw or 0.0)  # the query selects non-NULL values only
         if state == "COMPLETED":
             if math.isnan(best) or (value > best if ref.maximize else value < best):
                 best = value
@@ -272,11 +282,19 @@ def parameters(engine: Engine, name: str) -> dict[str, Any]:
         cached = _CACHE.get(engine, ref.id, "parameters", revision)
         if cached is not None:
             return cast(dict[str, Any], cached)
-        rows = [r for r in _finished_rows(engine, conn, ref, revision) if r[1] == "COMPLETED"]
-    all_params = [r[3] for r in rows]
+        rows = conn.execute(
+            select(TrialRow.number, TrialRow.value, TrialRow.params)
+            .where(
+                TrialRow.study_id == ref.id,
+                TrialRow.state == "COMPLETED",
+                TrialRow.value.is_not(None),
+            )
+            .order_by(TrialRow.number)
+        ).all()
+    all_params = [r[2] or {} for r in rows]
     specs = parameter_specs(ref, all_params[-50:])
-    numbers = [r[0] for r in rows]
-    values = [r[2] for r in rows]
+    numbers = [int(r[0]) for r in rows]
+    values = [float(r[1]) for r in rows]
     columns = {spec["name"]: [p.get(spec["name"]) for p in all_params] for spec in specs}
     raw = {
         spec["name"]: _variance_explained(columns[spec["name"]], values, spec) for spec in specs
@@ -295,30 +313,6 @@ def parameters(engine: Engine, name: str) -> dict[str, Any]:
     }
     _CACHE.put(engine, ref.id, "parameters", revision, result)
     return result
-
-
-def _finished_rows(
-    engine: Engine, conn: Connection, ref: StudyRef, revision: str
-) -> list[tuple[int, str, float, dict[str, Any]]]:
-    """(number, state, value, params) of COMPLETED and STOPPED trials with a value: one
-    scan shared by the history and the parameter plots."""
-    cached = _CACHE.get(engine, ref.id, "rows", revision)
-    if cached is not None:
-        return cast(list[tuple[int, str, float, dict[str, Any]]], cached)
-    rows = [
-        (int(number), str(state), float(value), params or {})
-        for number, state, value, params in conn.execute(
-            select(TrialRow.number, TrialRow.state, TrialRow.value, TrialRow.params)
-            .where(
-                TrialRow.study_id == ref.id,
-                TrialRow.state.in_(("COMPLETED", "STOPPED")),
-                TrialRow.value.is_not(None),
-            )
-            .order_by(TrialRow.number)
-        )
-    ]
-    _CACHE.put(engine, ref.id, "rows", revision, rows)
-    return rows
 
 
 class _RevisionCache:

@@ -280,3 +280,20 @@ def test_cli_module_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cached_plot_data_follows_new_results(store: Store, api: ApiClient) -> None:
+    mixed = make_mixed_study(store, "cache")
+    before = api.get("/api/studies/cache/history")
+    params_before = api.get("/api/studies/cache/parameters")
+    assert api.get("/api/studies/cache/history") == before  # served again, unchanged
+    trial = store.create_trial(
+        "cache", {"learning_rate": 0.01, "units": 5, "optimizer": "sgd"}, worker_id="w"
+    )
+    store.complete_trial("cache", trial.number, trial.attempt, 2.0)
+    after = api.get("/api/studies/cache/history")
+    assert after["completed"]["number"] == [*mixed.numbers(TrialState.COMPLETED), trial.number]
+    assert after["completed"]["best"][-1] == 2.0
+    params_after = api.get("/api/studies/cache/parameters")
+    assert params_after["trials"]["number"][-1] == trial.number
+    assert len(params_after["trials"]["value"]) == len(params_before["trials"]["value"]) + 1
