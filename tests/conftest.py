@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from hpsearch.store import Store
+
 POSTGRES_ENV = "HPSEARCH_TEST_POSTGRES_URL"
 
 
@@ -45,12 +47,13 @@ def sqlite_url(tmp_path: Path) -> str:
 def postgres_url() -> Iterator[str]:
     """A URL whose connections use a new, empty PostgreSQL schema; dropped afterwards."""
     from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
 
     from hpsearch.store import normalize_url
 
     base = normalize_url(_postgres_base_url())
     schema = f"hps_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base, poolclass=_null_pool())
+    admin = create_engine(base, poolclass=NullPool)
     try:
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -62,6 +65,8 @@ def postgres_url() -> Iterator[str]:
         yield url.render_as_string(hide_password=False)
     finally:
         with admin.begin() as conn:
+            # A connection left inside a transaction would block the drop: fail, not hang.
+            conn.execute(text("SET LOCAL lock_timeout = '20s'"))
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
 
@@ -77,18 +82,10 @@ def storage_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(storage_url: str) -> Iterator[object]:
+def store(storage_url: str) -> Iterator[Store]:
     """An open :class:`hpsearch.store.Store` on ``storage_url``, closed after the test."""
-    from hpsearch.store import Store
-
     opened = Store(storage_url)
     try:
         yield opened
     finally:
         opened.close()
-
-
-def _null_pool() -> type:
-    from sqlalchemy.pool import NullPool
-
-    return NullPool
