@@ -1,8 +1,19 @@
 """The study store: SQLAlchemy 2 models, transactions and Alembic migrations.
 
 ``Store(url)`` (or ``open_store(url)``) opens SQLite (default ``sqlite:///hpsearch.db``)
-or PostgreSQL (``postgresql+psycopg://user@host/db``); ``upgrade(url)`` applies the
-schema migrations (``hpsearch db upgrade --storage URL``).
+or PostgreSQL (``postgresql+psycopg://user@host/db``; ``postgresql://`` works too) and
+returns the value types of :mod:`hpsearch.records`.  ``upgrade(url)`` applies the schema
+migrations (``hpsearch db upgrade --storage URL``); a Store does so by itself only for a
+new, empty database, and refuses a database at another revision with a StorageError.
+
+Modules: ``api`` (the Store), ``sql`` (its statements, prepared once per dialect),
+``models`` (the typed tables), ``engine`` (engines, the database clock ``db_now``,
+retries), ``migrate`` and ``migrations/`` (Alembic, no alembic.ini needed).
+
+Tables: ``studies`` (config JSON, state, the trial-number counter), ``trials`` (state,
+params, attempt, lease holder and expiry on the database clock, value, metrics, tags),
+``trial_attempts`` (one row per lease: RUNNING, COMPLETED, FAILED, LOST or STOPPED),
+``measurements`` (unique per trial, attempt and step) and ``workers``.
 """
 
 from __future__ import annotations
