@@ -114,8 +114,8 @@ def maximize(
     refined = _continuous_polish(acquisition, encoder, starts, relax_ordinals=True)
     refined = _discrete_search(acquisition, encoder, refined)
     refined = _continuous_polish(acquisition, encoder, refined)
-    X_all = np.vstack([refined, X[order[: 4 * n_starts + 16]]])
-    values_all = acquisition(X_all)
+    X_all = np.vstack([refined, X[order]])
+    values_all = np.concatenate([acquisition(refined), values[order]])
     values_all = np.where(np.isfinite(values_all), values_all, -np.inf)
     final = np.argsort(-values_all, kind="stable")
     return X_all[final], values_all[final]

@@ -27,6 +27,7 @@ from scipy import linalg, optimize
 SQRT5 = math.sqrt(5.0)
 LOG_2PI = math.log(2.0 * math.pi)
 JITTER = 1e-8
+FANTASY_NOISE = 1e-6  # relative to the signal variance
 
 LOG_AMP_BOUNDS = (math.log(0.05), math.log(20.0))
 LOG_NOISE_BOUNDS = (math.log(1e-6), math.log(1.0))
@@ -94,7 +95,12 @@ class GaussianProcess:
     """A GP posterior for fixed hyperparameters, with predictions and their gradients."""
 
     def __init__(
-        self, X: np.ndarray, y: np.ndarray, hyper: Hyperparameters, groups: np.ndarray
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        hyper: Hyperparameters,
+        groups: np.ndarray,
+        noise: np.ndarray | None = None,
     ) -> None:
         self.X = X
         self.y = y
@@ -102,19 +108,25 @@ class GaussianProcess:
         self.groups = groups
         self.inv_ls = np.exp(-hyper.log_ls)[groups]
         self.amp = math.exp(hyper.log_amp)
-        noise = math.exp(hyper.log_noise)
+        # Per-point noise variance: the fitted one for observations, (almost) none for
+        # fantasies, whose latent value is what we pretend to know.
+        self.noise = np.full(len(y), math.exp(hyper.log_noise)) if noise is None else noise
         self.Xs = X * self.inv_ls
         K = self.amp * _matern(_sqdist(self.Xs, self.Xs))
-        K[np.diag_indices_from(K)] += noise + JITTER * self.amp
+        K[np.diag_indices_from(K)] += self.noise + JITTER * self.amp
         L = _cholesky(K)
         self.alpha = linalg.cho_solve((L, True), y, check_finite=False)
         self.K_inv = _inverse_from_cholesky(L)
         self._Xs_sq = np.sum(self.Xs**2, axis=1)
 
     def condition(self, X_new: np.ndarray, y_new: np.ndarray) -> GaussianProcess:
-        """The posterior with extra (e.g. fantasised) observations, same hyperparameters."""
+        """The posterior with extra noise-free (fantasised) observations, same hyperparameters."""
         return GaussianProcess(
-            np.vstack([self.X, X_new]), np.concatenate([self.y, y_new]), self.hyper, self.groups
+            np.vstack([self.X, X_new]),
+            np.concatenate([self.y, y_new]),
+            self.hyper,
+            self.groups,
+            np.concatenate([self.noise, np.full(len(y_new), FANTASY_NOISE * self.amp)]),
         )
 
     def predict(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
