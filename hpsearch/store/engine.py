@@ -181,6 +181,8 @@ def _sqlite_engine(url: URL, *, pool_size: int, max_overflow: int, busy_timeout:
                 f"cannot create the directory {str(path.parent)!r} for the SQLite database "
                 f"{str(path)!r}: {exc.strerror or exc}; choose a writable path with --storage"
             ) from exc
+        if str(path) != url.database:
+            url = url.set(database=str(path))  # sqlite3 does not expand "~"
         engine = create_engine(
             url,
             connect_args=connect_args,

@@ -145,3 +145,12 @@ def test_urls_are_normalized(given: str, expected: str) -> None:
 def test_unsupported_urls_are_refused(bad: str) -> None:
     with pytest.raises(StorageError, match=r"sqlite|psycopg"):
         Store(bad)
+
+
+def test_sqlite_path_with_a_tilde_is_under_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with Store("sqlite:///~/studies/hp.db") as store:
+        store.create_study(study_config())
+    assert (tmp_path / "studies" / "hp.db").exists()
