@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: A worker counts as alive when it was heard from this recently (or holds a live lease).
 WORKER_ALIVE_SECONDS = 60.0
+#: Completed trials (with the parameter set) below which no importance is given.
+MIN_TRIALS_FOR_IMPORTANCE = 10
 #: Largest trial page the API serves.
 MAX_PAGE_SIZE = 500
 #: Sort keys of the trial table besides ``param:<name>``.
@@ -755,7 +757,7 @@ def _variance_explained(
     parameter with a distinct value per trial does not look perfectly important.
     """
     keep = [i for i, x in enumerate(column) if x is not None and math.isfinite(values[i])]
-    if len(keep) < 3:
+    if len(keep) < MIN_TRIALS_FOR_IMPORTANCE:
         return None
     y = np.array([values[i] for i in keep], dtype=float)
     total = float(np.sum((y - y.mean()) ** 2))

@@ -418,7 +418,7 @@ function studyView(main, name) {
     const ranked = d.parameters.filter((s) => s.importance !== null)
       .sort((a, b) => a.importance - b.importance);
     if (!ranked.length) {
-      importanceEl.replaceChildren(h("p", { className: "muted" }, "Not enough completed trials to tell parameters apart yet."));
+      importanceEl.replaceChildren(h("p", { className: "muted" }, "Not enough completed trials yet (importances need at least 10)."));
       return;
     }
     if (!importanceEl.classList.contains("js-plotly-plot")) importanceEl.replaceChildren();
