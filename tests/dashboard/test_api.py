@@ -171,6 +171,8 @@ def test_parameters_rank_the_parameter_that_drives_the_objective(
     store: Store, api: ApiClient
 ) -> None:
     mixed = make_mixed_study(store, "imp")
+    few = api.get("/api/studies/imp/parameters")["parameters"]
+    assert [p["importance"] for p in few] == [None, None, None]  # 6 completed: too few
     # More completed trials so that importance has something to go on.
     for i in range(30):
         lr = 10 ** (-4 + 3 * i / 29)
