@@ -21,15 +21,20 @@ from hpsearch.space import (
 from .strategies import spaces
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
-kt = pytest.importorskip("keras_tuner", reason="needs keras-tuner (the tf extra)")
 
 
-def kt_round_trip(config: dict[str, Any]) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def kt() -> Any:
+    # Imported here, not at collection: importing Keras Tuner imports TensorFlow (~5 s).
+    return pytest.importorskip("keras_tuner", reason="needs keras-tuner (the tf extra)")
+
+
+def kt_round_trip(kt: Any, config: dict[str, Any]) -> dict[str, Any]:
     # from_config rewrites the conditions of the dict it is given: hand it a copy.
     return kt.HyperParameters.from_config(copy.deepcopy(config)).get_config()  # type: ignore[no-any-return]
 
 
-def declare_every_kind() -> Any:
+def declare_every_kind(kt: Any) -> Any:
     hp = kt.HyperParameters()
     hp.Float("lr", 1e-4, 1e-1, sampling="log")
     hp.Float("lr_step", 1e-4, 1e-1, sampling="log", step=10)
@@ -64,15 +69,15 @@ def declare_every_kind() -> Any:
     return hp
 
 
-def test_every_kind_round_trips_through_keras_tuner() -> None:
-    config = declare_every_kind().get_config()
+def test_every_kind_round_trips_through_keras_tuner(kt: Any) -> None:
+    config = declare_every_kind(kt).get_config()
     space = space_from_keras_tuner(config)
     assert len(space) == len(config["space"])
     assert space_to_keras_tuner(space) == config
-    assert kt_round_trip(space_to_keras_tuner(space)) == config
+    assert kt_round_trip(kt, space_to_keras_tuner(space)) == config
 
 
-def test_explicit_int_default_equal_to_min_keeps_its_meaning() -> None:
+def test_explicit_int_default_equal_to_min_keeps_its_meaning(kt: Any) -> None:
     hp = kt.HyperParameters()
     hp.Int("n", 1, 10, default=1)
     ours = kt.HyperParameters.from_config(
@@ -82,8 +87,8 @@ def test_explicit_int_default_equal_to_min_keeps_its_meaning() -> None:
     assert ours.values == hp.values
 
 
-def test_keras_tuner_samples_validate_in_the_converted_space() -> None:
-    hp = declare_every_kind()
+def test_keras_tuner_samples_validate_in_the_converted_space(kt: Any) -> None:
+    hp = declare_every_kind(kt)
     space = space_from_keras_tuner(hp.get_config())
     for seed in range(200):
         values = sample_like_keras_tuner(hp, seed)
@@ -118,10 +123,10 @@ def sample_like_keras_tuner(hp: Any, seed: int) -> dict[str, Any]:
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(space=spaces())
-def test_random_spaces_are_a_fixed_point_of_keras_tuner(space: Space) -> None:
+def test_random_spaces_are_a_fixed_point_of_keras_tuner(kt: Any, space: Space) -> None:
     config = space_to_keras_tuner(space)
-    assert kt_round_trip(config) == config
-    assert space_from_keras_tuner(kt_round_trip(config)) == space
+    assert kt_round_trip(kt, config) == config
+    assert space_from_keras_tuner(kt_round_trip(kt, config)) == space
     hp = kt.HyperParameters.from_config(copy.deepcopy(config))
     for seed in range(3):
         values = sample_like_keras_tuner(hp, seed)
