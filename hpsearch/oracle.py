@@ -745,7 +745,9 @@ class _StudyRuntime:
     def target(self) -> int:
         """How many ready suggestions to keep: many for cheap algorithms, few for model-based."""
         if self.config.algorithm in _CHEAP_ALGORITHMS:
-            return 32
+            # suggest() reads the whole history on every call (random search avoids repeats),
+            # so draw in batches that grow with it: O(1) work per trial at any study size.
+            return min(1024, max(32, len(self.history) // 8))
         return max(1, min(self.config.budget.parallel_trials, 4))
 
     @property
