@@ -354,8 +354,8 @@ def _parameter_from_spec(spec: Any, condition: Condition | None) -> Parameter:
     if double is not None:
         return DoubleParam(
             name,
-            min=_get(double, "min_value"),
-            max=_get(double, "max_value"),
+            min=_get(double, "min_value", default=0),  # proto3 JSON omits 0
+            max=_get(double, "max_value", default=0),  # proto3 JSON omits 0
             scale=scale,
             conditions=conditions,
             default=_get(double, "default_value", default=None),
@@ -364,8 +364,8 @@ def _parameter_from_spec(spec: Any, condition: Condition | None) -> Parameter:
     if integer is not None:
         return IntegerParam(
             name,
-            min=_get(integer, "min_value"),
-            max=_get(integer, "max_value"),
+            min=_get(integer, "min_value", default=0),  # proto3 JSON omits 0
+            max=_get(integer, "max_value", default=0),  # proto3 JSON omits 0
             scale=scale,
             conditions=conditions,
             default=_get(integer, "default_value", default=None),

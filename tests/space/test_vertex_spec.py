@@ -324,7 +324,7 @@ def test_import_joins_a_child_repeated_under_several_parent_values() -> None:
         ({"doubleValueSpec": {"minValue": 0, "maxValue": 1}}, "missing 'parameterId'"),
         (
             {"parameterId": "x", "doubleValueSpec": {"minValue": 0}},
-            "Vertex AI spec is missing 'maxValue'",
+            "min (0) must be less than max (0)",
         ),
         (
             {"parameterId": "x", "scaleType": "CUBIC", "doubleValueSpec": {}},
@@ -378,3 +378,19 @@ def test_values_from_a_vertex_trial() -> None:
                 {"parameterId": "d", "value": 0},
             ],
         )
+
+
+def test_bounds_left_out_by_proto3_json_mean_zero() -> None:
+    # Vertex's JSON omits fields at their default, so a range starting at 0 has no minValue.
+    from hpsearch.space.vertex import parameter_specs_from_vertex
+
+    space = parameter_specs_from_vertex(
+        [
+            {"parameterId": "n_hidden", "integerValueSpec": {"maxValue": "10"}},
+            {"parameterId": "dropout", "doubleValueSpec": {"maxValue": 0.5}},
+            {"parameterId": "shift", "doubleValueSpec": {"minValue": -1.0}},
+        ]
+    )
+    assert (space["n_hidden"].min, space["n_hidden"].max) == (0, 10)  # type: ignore[union-attr]
+    assert (space["dropout"].min, space["dropout"].max) == (0.0, 0.5)  # type: ignore[union-attr]
+    assert (space["shift"].min, space["shift"].max) == (-1.0, 0.0)  # type: ignore[union-attr]
