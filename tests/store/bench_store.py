@@ -99,6 +99,28 @@ def _throughput(store: Store, name: str, threads: int, trials: int) -> None:
         f"{total / elapsed:.0f} trials/s"
     )
 
+    # Trials queued in one batch (create_trials), then claimed and completed by the threads.
+    store.create_trials(name, [{"k": i} for i in range(total)])
+
+    def claim(k: int) -> int:
+        barrier.wait()
+        count = 0
+        while (trial := store.claim_trial(name, f"c{k}")) is not None:
+            store.complete_trial(name, trial.number, trial.attempt, 1.0)
+            count += 1
+        return count
+
+    with ThreadPoolExecutor(threads) as pool:
+        claims = [pool.submit(claim, k) for k in range(threads)]
+        barrier.wait()
+        started = time.perf_counter()
+        claimed = sum(future.result() for future in claims)
+        elapsed = time.perf_counter() - started
+    print(
+        f"{threads} threads: {claimed} queued trials (claim + complete) in {elapsed:.2f} s = "
+        f"{claimed / elapsed:.0f} trials/s"
+    )
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
