@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
 
@@ -60,6 +60,12 @@ class DashboardApp:
         self._vendor: tuple[bytes, bytes] | None = None  # (plain, gzip) plotly.min.js
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        body = self._respond(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "HEAD":  # same headers, no body
+            return [b""]
+        return body
+
+    def _respond(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/") or "/"
         started = time.perf_counter()
@@ -98,7 +104,7 @@ class DashboardApp:
     # -- the JSON API --------------------------------------------------------------------------
     def api(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
         """Answer one API path with a JSON-ready dict (also usable without HTTP)."""
-        parts = [unquote(p) for p in path.split("/")[2:] if p]
+        parts = [_wsgi_text(p) for p in path.split("/")[2:] if p]
         engine = self.engine
         match parts:
             case ["health"]:
@@ -230,6 +236,14 @@ def trial_query(query: dict[str, list[str]]) -> queries.TrialQuery:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _wsgi_text(segment: str) -> str:
+    """A PATH_INFO segment (already unquoted, bytes as latin-1 per PEP 3333) as text."""
+    try:
+        return segment.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return segment
+
+
 def _one(query: dict[str, list[str]], key: str) -> str | None:
     values = query.get(key)
     return values[-1] if values else None

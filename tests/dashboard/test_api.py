@@ -117,6 +117,8 @@ def test_bad_requests_say_what_to_do(store: Store, api: ApiClient) -> None:
     assert status == 404 and "no trial 99" in body["error"]
     status, body = api.request("/api/studies/bad/trials", method="POST")
     assert status == 405 and "read-only" in body["error"]
+    status, body = api.request("/api/studies/bad", method="HEAD")
+    assert status == 200 and body is None
 
 
 def test_trial_detail_has_attempts_lease_measurements_and_artifacts(

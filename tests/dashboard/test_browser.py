@@ -128,6 +128,16 @@ def test_study_page_history_filters_and_live_update(
         assert browser.find_element(By.ID, "count-RUNNING").text == "2"
         assert browser.find_element(By.ID, "count-FAILED").text == "2"
         wait_for(lambda: len(rows(browser)) == len(PLAN), what="the full trial table")
+        # Intermediate curves: one per trial that reported, early-stopped ones marked.
+        stopped_ends = wait_for(
+            lambda: browser.execute_script(
+                "const d = document.getElementById('intermediate-plot').data;"
+                "return d && d.length ? d[d.length - 1] : null;"
+            ),
+            what="the intermediate plot",
+        )
+        assert stopped_ends["name"] == "stopped early"
+        assert len(stopped_ends["x"]) == len(mixed.numbers(TrialState.STOPPED))
         browser.execute_script("window.__sameDocument = true")
         # Each parameter cell sits under its own header.
         cells = browser.execute_script(
@@ -199,6 +209,14 @@ def test_study_page_history_filters_and_live_update(
             "/runs/browser-study/6/model/" in browser.find_element(By.ID, "trial-artifacts").text
         )
         browser.save_screenshot(str(artifacts / "dashboard-trial.png"))
+
+        # Workers: the live list with each worker's running trial.
+        browser.get(server.url + "#/workers")
+        worker = wait_for(
+            lambda: browser.find_element(By.CSS_SELECTOR, "tr[data-worker=worker-1]"),
+            what="worker-1 in the workers table",
+        )
+        assert "browser-study #10" in worker.text and "alive" in worker.text
     finally:
         server.stop()
         store.close()

@@ -723,7 +723,9 @@ function workersView(main) {
           h("td", {}, w.id), h("td", {}, w.host || "–"),
           h("td", {}, h("span", { className: "badge " + (w.alive ? "alive" : "dead") }, w.alive ? "alive" : "gone")),
           h("td", {}, c ? h("a", { href: `#/study/${enc(c.study)}/trial/${c.number}` }, `${c.study} #${c.number} (attempt ${c.attempt})`) : "idle"),
-          h("td", {}, c && c.lease_expires_at ? ago(d.now, c.lease_expires_at).replace(" ago", "") + (c.lease_live ? " left" : " (expired)") : "–"),
+          h("td", {}, !c || c.lease_expires_at === null ? "–"
+            : c.lease_expires_at >= d.now ? `in ${Math.round(c.lease_expires_at - d.now)} s`
+            : `expired ${ago(c.lease_expires_at, d.now)}`),
           h("td", { title: fmtTime(w.last_seen) }, ago(w.last_seen, d.now)));
       }));
     },
