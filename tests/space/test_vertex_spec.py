@@ -324,7 +324,7 @@ def test_import_joins_a_child_repeated_under_several_parent_values() -> None:
         ({"doubleValueSpec": {"minValue": 0, "maxValue": 1}}, "missing 'parameterId'"),
         (
             {"parameterId": "x", "doubleValueSpec": {"minValue": 0}},
-            "min (0) must be less than max (0)",
+            r"min \(0\) must be less than max \(0\)",
         ),
         (
             {"parameterId": "x", "scaleType": "CUBIC", "doubleValueSpec": {}},
