@@ -389,7 +389,17 @@ function studyView(main, name) {
   async function refreshParameters(force, gate) {
     const now = Date.now();
     const big = state.detail && state.detail.total_trials > 2000;
-    if (!force && big && now - state.heavyAt < HEAVY_REFRESH_MS) return;
+    if (!force && big && now - state.heavyAt < HEAVY_REFRESH_MS) {
+      // Too soon for a big study: redraw once the interval is up, even if nothing else
+      // changes by then.
+      if (!state.heavyTimer) {
+        state.heavyTimer = setTimeout(() => {
+          state.heavyTimer = null;
+          if (!state.stopped) refreshParameters(true).catch(() => undefined);
+        }, HEAVY_REFRESH_MS - (now - state.heavyAt));
+      }
+      return;
+    }
     state.heavyAt = now;
     const d = await api(`/studies/${enc(name)}/parameters`);
     await gate;
@@ -618,6 +628,7 @@ function studyView(main, name) {
       await Promise.all([table, refreshHistory(gate), refreshIntermediate(gate), refreshParameters(first, gate)]);
     },
     fail(e) { if (state.revision === null) main.replaceChildren(h("p", { className: "error" }, e.message)); },
+    stop() { state.stopped = true; clearTimeout(state.heavyTimer); },
   };
 }
 
