@@ -36,10 +36,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from hpsearch.dashboard import queries
 from hpsearch.errors import HpsearchError, InvalidArgumentError, NotFoundError, StorageError
 from hpsearch.records import TrialState
+from hpsearch.store.engine import storage_error
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,10 @@ class DashboardApp:
         except StorageError as exc:
             logger.warning("dashboard storage error path=%s error=%s", path, exc)
             return _error(start_response, "503 Service Unavailable", exc)
+        except DBAPIError as exc:  # the database is down, or refused the query
+            error = storage_error(exc, self.engine.url, "read")
+            logger.warning("dashboard storage error path=%s error=%s", path, error)
+            return _error(start_response, "503 Service Unavailable", error)
         except HpsearchError as exc:
             return _error(start_response, "409 Conflict", exc)
         except Exception as exc:  # a bug: answer 500 and log it, keep serving

@@ -301,3 +301,23 @@ def test_cached_plot_data_follows_new_results(store: Store, api: ApiClient) -> N
     params_after = api.get("/api/studies/cache/parameters")
     assert params_after["trials"]["number"][-1] == trial.number
     assert len(params_after["trials"]["value"]) == len(params_before["trials"]["value"]) + 1
+
+
+def test_database_errors_answer_503_with_a_hint(sqlite_url: str) -> None:
+    import sqlite3
+
+    store = Store(sqlite_url)
+    make_mixed_study(store, "gone")
+    server = serve_dashboard(store, "127.0.0.1", 0)
+    try:
+        db = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+        db.execute("PRAGMA foreign_keys = OFF")
+        db.execute("DROP TABLE measurements")
+        db.commit()
+        db.close()
+        status, body = ApiClient(server.url).request("/api/studies/gone/intermediate")
+        assert status == 503
+        assert "measurements" in body["error"] and "hpsearch db upgrade" in body["error"]
+    finally:
+        server.stop()
+        store.close()
