@@ -321,3 +321,16 @@ def test_database_errors_answer_503_with_a_hint(sqlite_url: str) -> None:
     finally:
         server.stop()
         store.close()
+
+
+def test_a_taken_port_is_a_clear_error(sqlite_url: str) -> None:
+    from hpsearch.errors import StorageError
+
+    store = Store(sqlite_url)
+    first = serve_dashboard(store, "127.0.0.1", 0)
+    try:
+        with pytest.raises(StorageError, match="pick another --port"):
+            serve_dashboard(store, "127.0.0.1", first.port)
+    finally:
+        first.stop()
+        store.close()
