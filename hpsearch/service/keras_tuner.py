@@ -42,6 +42,8 @@ from hpsearch.space.keras_tuner import (
 
 logger = logging.getLogger(__name__)
 
+# Keras Tuner's Trial message carries no error text: the worker's log has the traceback.
+_REPORTED = "the Keras Tuner worker ended the trial as %s (see the worker's log for why)"
 _TRIAL_ID = re.compile(r"^(\d+)(?:\.(\d+))?$")
 _STATUS = {
     TrialState.WAITING: kt_pb2.IDLE,
@@ -151,9 +153,9 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         elif sent.status == kt_pb2.COMPLETED:
             self.oracle.fail(name, number, attempt, f"the objective was not finite ({non_finite})")
         elif sent.status == kt_pb2.INVALID:
-            self.oracle.fail(name, number, attempt, _message(sent, "invalid"), retry=True)
+            self.oracle.fail(name, number, attempt, _REPORTED % "INVALID", retry=True)
         elif sent.status == kt_pb2.FAILED:
-            self.oracle.fail(name, number, attempt, _message(sent, "failed"), retry=False)
+            self.oracle.fail(name, number, attempt, _REPORTED % "FAILED", retry=False)
         elif sent.status == kt_pb2.STOPPED:
             self.oracle.stop_trial(name, number, attempt)
         else:
@@ -400,10 +402,6 @@ def _score_of(config: StudyConfig, trial: kt_pb2.Trial) -> float | None:
     if not values:
         return None
     return max(values) if config.metric.goal is Goal.MAXIMIZE else min(values)
-
-
-def _message(trial: kt_pb2.Trial, default: str) -> str:
-    return f"Keras Tuner worker reported the trial {default}"
 
 
 def params_of(proto: kt_pb2.HyperParameters) -> Params:

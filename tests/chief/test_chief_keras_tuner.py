@@ -285,3 +285,21 @@ def test_every_example_space_survives_the_keras_tuner_message(example: Path) -> 
     space = load_study(example).space
     back = space_from_proto(hyperparameters_to_proto(space, {}))
     assert {p.name: p for p in back} == {p.name: p for p in space}
+
+
+def test_invalid_is_retried_and_failed_is_final(
+    stub: svc_grpc.OracleStub, kt_chief: Chief
+) -> None:
+    first = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+    _end(stub, first.trial_id, kt.INVALID)  # Keras Tuner: crashed, may be retried
+    again = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+    assert (again.status, again.trial_id) == (kt.RUNNING, "0.2")
+    assert again.hyperparameters.values == first.hyperparameters.values
+    _end(stub, again.trial_id, kt.FAILED)  # no more retries
+    store = _open_store(kt_chief.storage)
+    try:
+        (stored,) = store.list_trials("ktp")
+        assert (stored.state, stored.attempt) == (TrialState.FAILED, 2)
+        assert "FAILED" in (stored.failure_message or "")
+    finally:
+        store.close()
