@@ -123,10 +123,13 @@ class Chief:
         return self
 
     def stop(self, grace: float | None = 5.0) -> None:
-        if self.server is not None:
-            self.server.stop(grace)
+        """Stop serving: new calls are refused, held asks answer at once, in-flight calls
+        get up to ``grace`` seconds, then the store is closed."""
+        stopped = self.server.stop(grace) if self.server is not None else None
         if self.oracle is not None:
-            self.oracle.stop()
+            self.oracle.stop()  # releases asks held on a study's condition
+        if stopped is not None:
+            stopped.wait()
         if self.store is not None:
             self.store.close()
         logger.info("chief stopped")

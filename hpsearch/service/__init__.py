@@ -7,6 +7,7 @@ request, call the oracle, encode the answer; domain errors become status codes i
 
 from __future__ import annotations
 
+import threading
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -37,10 +38,11 @@ class Server:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    def stop(self, grace: float | None = 5.0) -> None:
-        """Answer NOT_SERVING, then finish in-flight calls for up to ``grace`` seconds."""
+    def stop(self, grace: float | None = 5.0) -> threading.Event:
+        """Answer NOT_SERVING, refuse new calls and give in-flight ones up to ``grace``
+        seconds; the returned event is set once the server has stopped."""
         self.health.enter_graceful_shutdown()
-        self.grpc_server.stop(grace).wait()
+        return self.grpc_server.stop(grace)
 
 
 def build_server(
