@@ -36,10 +36,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
+import concurrent.futures  # noqa: E402
 import contextlib  # noqa: E402
+import importlib.util  # noqa: E402
 import io  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
+import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -261,6 +264,24 @@ def _run_keras_tuner(problem: Problem, seed: int, budget: int, batch: int) -> fl
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _run_cell(
+    name: str, batch: int, method: str, seeds: int, budget: int
+) -> tuple[list[float], float]:
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    if method == "optuna-gp":
+        import torch
+
+        torch.set_num_threads(1)
+    problem = problems()[name]
+    started = time.perf_counter()
+    values = []
+    for seed in range(seeds):
+        best = run_method(method, problem, seed, budget, batch)
+        values.append(max(best - problem.optimum, 0.0))
+    return values, time.perf_counter() - started
+
+
 def run_method(method: str, problem: Problem, seed: int, budget: int, batch: int) -> float:
     if method == "hpsearch":
         return run_hpsearch(problem, seed, budget, batch, "bayesian")
@@ -333,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "--problems", nargs="+", default=list(problems()), choices=list(problems())
     )
     parser.add_argument("--latency-repeats", type=int, default=30)
+    parser.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -341,36 +363,35 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     methods = list(args.methods)
-    if "optuna-gp" in methods:
-        try:
-            import torch
-
-            torch.set_num_threads(1)
-        except ImportError:
-            print("optuna-gp skipped: torch is not installed (pip install torch)", file=sys.stderr)
-            methods.remove("optuna-gp")
+    if "optuna-gp" in methods and importlib.util.find_spec("torch") is None:
+        print("optuna-gp skipped: torch is not installed (pip install torch)", file=sys.stderr)
+        methods.remove("optuna-gp")
 
     started = time.perf_counter()
     all_problems = problems()
     # regret[(problem, batch, method)] = list over seeds
     regret: dict[tuple[str, int, str], list[float]] = {}
     seconds: dict[tuple[str, int, str], float] = {}
-    for name in args.problems:
-        problem = all_problems[name]
-        for batch in args.batch:
-            for method in methods:
-                values = []
-                t0 = time.perf_counter()
-                for seed in range(seeds):
-                    best = run_method(method, problem, seed, budget, batch)
-                    values.append(max(best - problem.optimum, 0.0))
-                seconds[(name, batch, method)] = time.perf_counter() - t0
-                regret[(name, batch, method)] = values
-                print(
-                    f"{name:10s} batch={batch} {method:11s} median_regret="
-                    f"{np.median(values):.4g} seconds={seconds[(name, batch, method)]:.1f}",
-                    flush=True,
-                )
+    cells = [(n, b, m) for n in args.problems for b in args.batch for m in methods]
+    # Cells run in worker processes (--jobs); each cell runs its seeds in order, so the
+    # regrets do not depend on the number of jobs, only the seconds do.
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        futures = {
+            pool.submit(_run_cell, all_problems[n].name, b, m, seeds, budget): (n, b, m)
+            for n, b, m in cells
+        }
+        for future in concurrent.futures.as_completed(futures):
+            name, batch, method = futures[future]
+            values, spent = future.result()
+            regret[(name, batch, method)] = values
+            seconds[(name, batch, method)] = spent
+            print(
+                f"{name:10s} batch={batch} {method:11s} median_regret="
+                f"{np.median(values):.4g} seconds={spent:.1f}",
+                flush=True,
+            )
     lat = {} if args.no_latency else latency(args.latency_repeats, 5, methods)
     command = "python benchmarks/search_quality.py " + " ".join(argv or sys.argv[1:])
     report = _report(

@@ -6,7 +6,8 @@ One call to :func:`suggest_bayesian`:
    have finished), the next points of one scrambled Sobol sequence seeded by the study
    (``config.seed``, else a hash of its name): trial *k* gets Sobol point *k*.
 2. Otherwise: encode the history (:mod:`hpsearch.search.encoding`), standardise the
-   objective (negated for ``minimize``), fit the GP's hyperparameters by MAP
+   objective (negated for ``minimize``) and warp it with a Yeo-Johnson power transform,
+   fit the GP's hyperparameters by MAP
    (:mod:`hpsearch.search.gp`) and maximise log EI (:mod:`hpsearch.search.acquisition`).
 3. Pending trials and the points already chosen in this call enter the GP as
    *kriging-believer* fantasies: observed at the posterior mean with the hyperparameters
@@ -55,11 +56,10 @@ MAX_FIT = 100
 FIT_ITERATIONS = 50
 N_INCUMBENTS = 5
 MAX_RETRIES = 64
-OUTPUT_WARP = True
 # Distance (in the encoded unit cube) a suggestion keeps from pending trials and from the
 # other suggestions of its batch.  Once the GP is confident, EI next to a believed point
 # can still beat EI elsewhere; spending two trials of one batch 1e-4 apart teaches nothing.
-MIN_SEPARATION = 0.01
+MIN_SEPARATION = 0.05
 
 
 def initial_design_size(space: Space) -> int:
@@ -131,7 +131,7 @@ class _Model:
         train = _training_subset(values, MAX_TRAIN)
         X = self.encoder.encode_many([finished[i].params for i in train])
         y = _standardise(values[train])
-        if OUTPUT_WARP and len(y) >= 4:
+        if len(y) >= 4:
             y = _yeo_johnson(y)
         fit = _training_subset(y, MAX_FIT, recent=False)
         hyper = fit_hyperparameters(
