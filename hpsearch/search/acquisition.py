@@ -95,15 +95,18 @@ def maximize(
     incumbents: np.ndarray,
     rng: np.random.Generator,
     *,
-    n_random: int = N_RANDOM,
-    n_local: int = N_LOCAL,
-    n_starts: int = N_STARTS,
+    n_random: int | None = None,
+    n_local: int | None = None,
+    n_starts: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidates sorted by acquisition value (best first), and their values.
 
     ``incumbents`` are the best observed rows (best first), the centres of the local
     candidates.  The caller takes the first candidate it has not seen before.
     """
+    n_random = N_RANDOM if n_random is None else n_random
+    n_local = N_LOCAL if n_local is None else n_local
+    n_starts = N_STARTS if n_starts is None else n_starts
     pool = [encoder.random(n_random, rng)]
     if len(incumbents) and n_local:
         pool.append(_local(encoder, incumbents, n_local, rng))

@@ -59,7 +59,7 @@ MAX_RETRIES = 64
 # Distance (in the encoded unit cube) a suggestion keeps from pending trials and from the
 # other suggestions of its batch.  Once the GP is confident, EI next to a believed point
 # can still beat EI elsewhere; spending two trials of one batch 1e-4 apart teaches nothing.
-MIN_SEPARATION = 0.05
+MIN_SEPARATION = 0.02
 
 
 def initial_design_size(space: Space) -> int:

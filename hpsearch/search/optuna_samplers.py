@@ -12,6 +12,7 @@ and hpsearch maps it back, which keeps the declared scale.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -63,11 +64,13 @@ def suggest_optuna(
             raise FailedPreconditionError(
                 "algorithm 'cmaes' needs the cmaes package: pip install cmaes"
             ) from None
-        sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        sampler = optuna.samplers.CmaEsSampler(seed=seed)
     else:
-        sampler = optuna.samplers.TPESampler(
-            seed=seed, constant_liar=True, multivariate=True, warn_independent_sampling=False
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # multivariate/group are marked experimental
+            sampler = optuna.samplers.TPESampler(
+                seed=seed, constant_liar=True, multivariate=True, group=True
+            )
     direction = (
         optuna.study.StudyDirection.MAXIMIZE
         if config.metric.goal is Goal.MAXIMIZE
@@ -84,8 +87,10 @@ def suggest_optuna(
     for _ in range(4 * n + 8):
         if len(out) == n:
             break
-        trial = study.ask()
-        params = _sample(space, trial)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trial = study.ask()
+            params = _sample(space, trial)
         key = params_key(params)
         if key in seen:
             # Tell Optuna it failed so it moves on; a duplicate is never handed out.
