@@ -31,9 +31,10 @@ from hpsearch.search.gp import GaussianProcess
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 SQRT_HALF_PI = math.sqrt(0.5 * math.pi)
 
-N_RANDOM = 768  # random candidates in the pool
+N_RANDOM = 2048  # random candidates in the pool
+POOL_FULL_UNTIL = 100
 N_LOCAL = 256  # local perturbations of the best observed points in the pool
-N_STARTS = 6  # gradient starts
+N_STARTS = 10  # gradient starts
 LBFGS_ITER = 40
 ORDINAL_NEIGHBOURS = 2  # levels tried on each side of an ordinal's current level
 ORDINAL_EXHAUSTIVE = 16  # ordinals with at most this many levels are tried exhaustively
@@ -104,7 +105,12 @@ def maximize(
     ``incumbents`` are the best observed rows (best first), the centres of the local
     candidates.  The caller takes the first candidate it has not seen before.
     """
-    n_random = N_RANDOM if n_random is None else n_random
+    if n_random is None:
+        # The pool's cost grows with (candidates x training points): past
+        # POOL_FULL_UNTIL training points the pool shrinks (to at least a quarter), and
+        # local candidates and gradient starts carry more of the search.
+        n_train = len(acquisition.gp.y)
+        n_random = max(N_RANDOM // 4, min(N_RANDOM, N_RANDOM * POOL_FULL_UNTIL // max(n_train, 1)))
     n_local = N_LOCAL if n_local is None else n_local
     n_starts = N_STARTS if n_starts is None else n_starts
     pool = [encoder.random(n_random, rng)]
