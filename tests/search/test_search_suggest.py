@@ -320,3 +320,49 @@ def test_optuna_tpe_adapter_gives_valid_new_suggestions() -> None:
         assert MIXED.validate(p) == p
         assert key(p) not in seen
     assert out == suggest(cfg, done, pending, 3, np.random.default_rng(0))
+
+
+def test_grid_resolution_covers_the_budget_on_each_scale() -> None:
+    space = Space(
+        (
+            DoubleParam("lr", min=1e-4, max=1e-1, scale=Scale.LOG),
+            DoubleParam("dropout", min=0.0, max=0.5),
+        )
+    )
+    out = suggest(
+        config(space, algorithm="grid", max_trials=100), [], [], 1000, np.random.default_rng(0)
+    )
+    assert len(out) == 100  # 10 x 10
+    lrs = sorted({float(p["lr"]) for p in out})
+    ratios = np.diff(np.log10(lrs))
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-9)  # evenly spaced on the log scale
+    assert lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-1)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_space_of_one_point(algorithm: str) -> None:
+    space = Space((FixedParam("epochs", value=3),))
+    cfg = config(space, algorithm=algorithm)
+    assert suggest(cfg, [], [], 2, np.random.default_rng(0)) == [{"epochs": 3}]
+    done = [Observation({"epochs": 3}, 1.0)]
+    assert suggest(cfg, done, [], 2, np.random.default_rng(0)) == []
+    assert suggest(cfg, done, [], 0, np.random.default_rng(0)) == []
+
+
+def test_wide_integers_and_stepped_doubles_stay_valid_under_bayesian() -> None:
+    space = Space(
+        (
+            IntegerParam("steps", min=1, max=1_000_000, scale=Scale.LOG),
+            IntegerParam("every", min=0, max=100, step=5),
+            DoubleParam("ratio", min=0.0, max=1.0, step=0.125),
+        )
+    )
+    cfg = config(space)
+    rng = np.random.default_rng(0)
+    done: list[Observation] = []
+    for _ in range(4):
+        for p in suggest(cfg, done, [], 4, rng):
+            assert space.validate(p) == p
+            value = abs(math.log10(int(p["steps"])) - 3) + abs(int(p["every"]) - 35) / 50
+            done.append(Observation(p, value + abs(float(p["ratio"]) - 0.375)))
+    assert len({key(o.params) for o in done}) == len(done) == 16
