@@ -351,13 +351,10 @@ def _configure_logging(level: str) -> None:
 
 
 def _safe_url(url: str) -> str:
-    """The URL without a password, for messages."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
+    """The URL without its password, for messages."""
+    from hpsearch.store import safe_url
+
+    return safe_url(url)
 
 
 def _iso(ts: float | None) -> str | None:
