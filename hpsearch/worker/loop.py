@@ -181,12 +181,11 @@ class Worker:
         with open(log_path, "wb") as log_file:
             try:
                 process = subprocess.Popen(
-                    command,
+                    _dying_with_this_process(command),
                     env=env,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
                 )
             except OSError as error:
                 return self._fail(study, trial, f"cannot start {command[0]!r}: {error}")
@@ -359,14 +358,26 @@ class Worker:
         return TrialOutcome(trial.number, trial.attempt, TrialState.FAILED, None, message)
 
 
-def _die_with_parent() -> None:
-    """In the trial's process: get SIGKILL when the worker dies (Linux), so a killed worker
-    leaves no orphan trial holding its GPUs while the chief hands the trial to another."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+#: Runs in front of a trial command (Linux): ask for SIGKILL when the worker dies, so a
+#: killed worker leaves no orphan trial holding its GPUs while the chief hands the trial to
+#: another worker; then exec the command.  A launcher rather than ``preexec_fn``, because
+#: Python code between fork and exec in a process running gRPC threads can deadlock or abort.
+_LAUNCHER = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("hpsearch worker: the worker died before the trial started")
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as error:
+    sys.exit(f"hpsearch worker: cannot start {sys.argv[2]!r}: {error.strerror}")
+"""
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+def _dying_with_this_process(command: list[str]) -> list[str]:
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *command]
 
 
 def _terminate(process: subprocess.Popen[bytes], grace: float) -> None:

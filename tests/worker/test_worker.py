@@ -234,3 +234,17 @@ def test_worker_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "where is the chief?" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_command_that_cannot_start_fails_the_trial(
+    chief: Chief, client: Client, tmp_path: Path
+) -> None:
+    study = make_study(client, "nocommand", max_trials=1, max_attempts=1)
+    options = _options(chief, study, tmp_path)
+    options.command = [str(tmp_path / "no-such-trial-script")]
+    Worker(options, client).run()
+    assert chief.store is not None
+    (trial,) = chief.store.list_trials(study)
+    assert trial.state is TrialState.FAILED
+    assert "cannot start" in (trial.failure_message or "")
+    assert "No such file or directory" in (trial.failure_message or "")
