@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 import threading
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from enum import Enum
 import numpy as np
 
 from hpsearch import search
+from hpsearch.early_stopping import median_rule
 from hpsearch.errors import InvalidArgumentError
 from hpsearch.records import (
     MeasurementRecord,
@@ -503,8 +503,7 @@ class Oracle:
     def _median_rule(
         self, runtime: _StudyRuntime, number: int, attempt: int, step: int
     ) -> tuple[bool, str]:
-        """Vertex's median stopping rule: stop a trial whose best objective so far is worse
-        than the median of the completed trials' best objective up to the same step."""
+        """The study's early-stopping rule (:mod:`hpsearch.early_stopping`) for one report."""
         rule = runtime.config.early_stopping
         metric = runtime.config.metric
         if rule.rule != "median" or step < rule.min_steps:
@@ -513,31 +512,21 @@ class Oracle:
             cached = runtime.measured.get(number)
             mine = (
                 [
-                    r.metrics[metric.name]
+                    (s, r.metrics[metric.name])
                     for s, r in cached[1].items()
                     if s <= step and metric.name in r.metrics
                 ]
                 if cached is not None and cached[0] == attempt
                 else []
             )
-        if not mine:
-            return False, ""
-        pick = max if metric.goal is Goal.MAXIMIZE else min
-        others = []
-        for curve in self._curves(runtime).values():
-            values = [v for s, v in curve if s <= step]
-            if values:
-                others.append(pick(values))
-        if len(others) < rule.min_trials:
-            return False, ""
-        median = statistics.median(others)
-        current = pick(mine)
-        if not metric.better(median, current):
-            return False, ""
-        return True, (
-            f"median stopping rule: best {metric.name} {current:g} by step {step} is worse "
-            f"than the median {median:g} of {len(others)} completed trials"
+        decision = median_rule(
+            mine,
+            list(self._curves(runtime).values()),
+            metric.goal,
+            min_trials=rule.min_trials,
+            min_steps=rule.min_steps,
         )
+        return decision.stop, decision.reason
 
     def _curves(self, runtime: _StudyRuntime) -> dict[int, list[tuple[int, float]]]:
         """The completed trials' objective by step (loaded from SQL once, then kept)."""

@@ -2,7 +2,8 @@
 
 Reads --x (and any other flags), reports ``score`` with cloudml-hypertune once per step,
 checkpoints its step in AIP_CHECKPOINT_DIR and resumes from it.  FAKE_TRIAL_MODE picks a
-misbehaviour: ok (default), fail, nometric, nan, slow (sleeps between steps).
+misbehaviour: ok (default), fail, nometric, nan, slow (sleeps between steps), bad (slow, and
+reports a poor value, for early stopping).
 FAKE_TRIAL_STEPS sets the number of steps (default 3).
 """
 
@@ -42,9 +43,11 @@ if mode == "fail":
     sys.exit(3)
 reporter = hypertune.HyperTune()
 for step in range(start + 1, steps + 1):
-    if mode == "slow":
+    if mode in ("slow", "bad"):
         time.sleep(float(os.environ.get("FAKE_TRIAL_SLEEP", "1.0")))
     value = float("nan") if mode == "nan" else -((args.x - 0.3) ** 2) + step * 0.01
+    if mode == "bad":
+        value = -10.0
     if mode != "nometric":
         reporter.report_hyperparameter_tuning_metric("score", value, global_step=step)
     checkpoint.write_text(json.dumps({"step": step}))

@@ -248,3 +248,27 @@ def test_a_command_that_cannot_start_fails_the_trial(
     assert trial.state is TrialState.FAILED
     assert "cannot start" in (trial.failure_message or "")
     assert "No such file or directory" in (trial.failure_message or "")
+
+
+def test_early_stopping_ends_the_trial_process_and_reports_it_stopped(
+    chief: Chief, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = make_study(
+        client,
+        "early",
+        max_trials=3,
+        early_stopping="{rule: median, min_trials: 2, min_steps: 1}",
+    )
+    Worker(_options(chief, study, tmp_path, max_trials=2), client).run()
+    monkeypatch.setenv("FAKE_TRIAL_MODE", "bad")
+    monkeypatch.setenv("FAKE_TRIAL_STEPS", "50")
+    monkeypatch.setenv("FAKE_TRIAL_SLEEP", "0.2")
+    started = time.monotonic()
+    (outcome,) = Worker(_options(chief, study, tmp_path), client).run()
+    assert time.monotonic() - started < 8  # 50 steps would take 10 s
+    assert outcome.state is TrialState.STOPPED
+    assert chief.store is not None
+    trial = chief.store.get_trial(study, outcome.number)
+    assert trial.state is TrialState.STOPPED
+    runs = _runs(tmp_path, study, outcome.number)
+    assert not any("end" in r for r in runs)  # the process was ended, not finished
