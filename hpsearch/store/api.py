@@ -48,6 +48,7 @@ from hpsearch.records import (
     Worker,
 )
 from hpsearch.space import Goal, Params, ParamValue, Space, StudyConfig
+from hpsearch.store import fencing
 from hpsearch.store.engine import (
     db_now,
     make_engine,
@@ -688,6 +689,33 @@ class Store:
         return self._read(
             lambda conn: [_worker(row) for row in conn.execute(self._sql.workers).all()]
         )
+
+    # -- the chief's fencing lease (see hpsearch.store.fencing) --------------------------
+    def acquire_chief_lease(
+        self, holder: str, lease_seconds: float, *, takeover: bool = False
+    ) -> fencing.ChiefLease:
+        """Take the chief lease of this database (epoch + 1).  ChiefLeaseHeldError when
+        another chief holds an unexpired lease, unless ``takeover`` fences it."""
+        return self._write(
+            lambda conn: fencing.acquire(conn, holder, lease_seconds, takeover=takeover),
+            "acquire chief lease",
+        )
+
+    def renew_chief_lease(
+        self, lease: fencing.ChiefLease, lease_seconds: float
+    ) -> fencing.ChiefLease:
+        """Extend the chief lease; ChiefLeaseLostError when another chief took it over."""
+        return self._write(
+            lambda conn: fencing.renew(conn, lease, lease_seconds), "renew chief lease"
+        )
+
+    def release_chief_lease(self, lease: fencing.ChiefLease) -> bool:
+        """Give the chief lease back (it expires now); False when it was already lost."""
+        return self._write(lambda conn: fencing.release(conn, lease), "release chief lease")
+
+    def chief_lease(self) -> fencing.ChiefLease | None:
+        """The chief lease as stored (possibly expired), None if no chief ever took it."""
+        return self._read(fencing.current_lease)
 
     # -- internals ------------------------------------------------------------------------
     def _read(self, fn: Callable[[Connection], R]) -> R:

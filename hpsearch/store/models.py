@@ -123,3 +123,20 @@ class WorkerRow(Base):
     host: Mapped[str | None] = mapped_column(String(256))
     last_seen: Mapped[float] = mapped_column(Double)
     info: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ChiefLeaseRow(Base):
+    """The fencing lease of the chief serving this database (one row, ``name='chief'``).
+
+    ``epoch`` grows by one each time a chief takes the lease; a chief whose renewal finds
+    another holder or epoch has been fenced and must stop serving.
+    """
+
+    __tablename__ = "chief_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256))
+    epoch: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Double)
+    acquired_at: Mapped[float] = mapped_column(Double)
+    renewed_at: Mapped[float] = mapped_column(Double)

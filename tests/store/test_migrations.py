@@ -82,20 +82,39 @@ def test_database_at_an_unknown_revision_is_refused(storage_url: str) -> None:
         Store(storage_url)
 
 
-def test_database_at_an_older_revision_is_refused(
-    storage_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A known revision that is not the head: the message says to run `hpsearch db upgrade`.
-
-    Only one revision exists so far, so this plays the next release: its head moves past
-    0001 while the database stays at 0001.
-    """
-    from hpsearch.store import migrate
-
-    upgrade(storage_url)
-    monkeypatch.setattr(migrate, "HEAD_REVISION", "0002")
+def test_database_at_an_older_revision_is_refused(storage_url: str) -> None:
+    """A known revision that is not the head: the message says to run `hpsearch db upgrade`."""
+    upgrade(storage_url, "0001")
     with pytest.raises(StorageError, match=r"0001, older than .* run `hpsearch db upgrade"):
         Store(storage_url)
+
+
+def test_database_at_0001_upgrades_with_its_data(storage_url: str) -> None:
+    """0001 -> 0002 adds the chief lease table and keeps the studies."""
+    upgrade(storage_url, "0001")
+    engine = create_engine(normalize_url(storage_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO studies (name, config, state, goal, lease_seconds, max_attempts,"
+                    " trial_count, created_at, updated_at) VALUES ('old', '{}', 'ACTIVE',"
+                    " 'MAXIMIZE', 60, 3, 0, 0, 0)"
+                )
+            )
+    finally:
+        engine.dispose()
+    assert upgrade(storage_url) == ("0001", head_revision())
+    with Store(storage_url) as store:
+        assert store.chief_lease() is None
+        lease = store.acquire_chief_lease("chief-a", 30)
+        assert lease.epoch == 1
+    engine = create_engine(normalize_url(storage_url))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT name FROM studies")).scalars().all() == ["old"]
+    finally:
+        engine.dispose()
 
 
 def test_foreign_tables_are_not_taken_over(tmp_path: Path) -> None:

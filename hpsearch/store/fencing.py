@@ -1,0 +1,137 @@
+"""The chief's fencing lease: at most one chief serves a database at a time.
+
+A chief takes the lease when it starts (:meth:`hpsearch.store.Store.acquire_chief_lease`),
+renews it every third of its duration and gives it back when it stops.  The lease lives on
+the database clock (``db_now``), like trial leases.  Each acquisition bumps ``epoch``; a
+renewal is a guarded ``UPDATE ... WHERE holder = :holder AND epoch = :epoch``, so a chief
+that another one fenced (``takeover``) learns it on its next renewal and stops serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from hpsearch.errors import FailedPreconditionError, InvalidArgumentError
+from hpsearch.store.engine import db_now
+from hpsearch.store.models import ChiefLeaseRow
+
+LEASE_NAME = "chief"
+MAX_CHIEF_LEASE_SECONDS = 3600.0
+
+_T = ChiefLeaseRow.__table__
+
+
+class ChiefLeaseHeldError(FailedPreconditionError):
+    """Another chief holds the lease of this database and it has not expired."""
+
+
+class ChiefLeaseLostError(FailedPreconditionError):
+    """This chief's lease was taken over (fenced) by another chief."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChiefLease:
+    """A chief's hold on a database: who, which epoch, until when (database clock)."""
+
+    holder: str
+    epoch: int
+    expires_at: float
+
+
+def acquire(conn: Connection, holder: str, lease_seconds: float, *, takeover: bool) -> ChiefLease:
+    """Take the lease for ``holder`` (epoch + 1); ChiefLeaseHeldError when another holder's
+    lease has not expired and ``takeover`` is False."""
+    _check(holder, lease_seconds)
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(
+        insert(_T)
+        .values(
+            name=LEASE_NAME, holder="", epoch=0, expires_at=0.0, acquired_at=0.0, renewed_at=0.0
+        )
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    row = conn.execute(
+        select(_T.c.holder, _T.c.epoch, _T.c.expires_at, db_now().label("now"))
+        .where(_T.c.name == LEASE_NAME)
+        .with_for_update()
+    ).one()
+    if row.holder and row.holder != holder and row.expires_at > row.now and not takeover:
+        left = row.expires_at - row.now
+        raise ChiefLeaseHeldError(
+            f"another chief ({row.holder}, epoch {row.epoch}) serves this database; its lease "
+            f"expires at {_utc(row.expires_at)} (in {left:.0f}s) unless it renews it. Stop "
+            "that chief first, or pass --takeover to fence it (it stops on its next renewal)"
+        )
+    epoch = int(row.epoch) + 1
+    expires_at = conn.execute(
+        update(_T)
+        .where(_T.c.name == LEASE_NAME)
+        .values(
+            holder=holder,
+            epoch=epoch,
+            expires_at=db_now() + lease_seconds,
+            acquired_at=db_now(),
+            renewed_at=db_now(),
+        )
+        .returning(_T.c.expires_at)
+    ).scalar_one()
+    return ChiefLease(holder, epoch, float(expires_at))
+
+
+def renew(conn: Connection, lease: ChiefLease, lease_seconds: float) -> ChiefLease:
+    """Extend ``lease``; ChiefLeaseLostError when another chief took it since."""
+    _check(lease.holder, lease_seconds)
+    expires_at = conn.execute(
+        update(_T)
+        .where(_T.c.name == LEASE_NAME, _T.c.holder == lease.holder, _T.c.epoch == lease.epoch)
+        .values(expires_at=db_now() + lease_seconds, renewed_at=db_now())
+        .returning(_T.c.expires_at)
+    ).scalar_one_or_none()
+    if expires_at is None:
+        current = current_lease(conn)
+        by = f"{current.holder} (epoch {current.epoch})" if current else "nobody"
+        raise ChiefLeaseLostError(
+            f"this chief ({lease.holder}, epoch {lease.epoch}) lost its lease on the database "
+            f"to {by}: it was fenced by a --takeover and stops serving"
+        )
+    return ChiefLease(lease.holder, lease.epoch, float(expires_at))
+
+
+def release(conn: Connection, lease: ChiefLease) -> bool:
+    """End ``lease`` now so that the next chief starts at once; False if it was lost."""
+    result = conn.execute(
+        update(_T)
+        .where(_T.c.name == LEASE_NAME, _T.c.holder == lease.holder, _T.c.epoch == lease.epoch)
+        .values(expires_at=db_now(), renewed_at=db_now())
+    )
+    return bool(result.rowcount)
+
+
+def current_lease(conn: Connection) -> ChiefLease | None:
+    """The lease as stored (expired or not), or None if no chief ever took it."""
+    row = conn.execute(
+        select(_T.c.holder, _T.c.epoch, _T.c.expires_at).where(_T.c.name == LEASE_NAME)
+    ).one_or_none()
+    if row is None or not row.holder:
+        return None
+    return ChiefLease(str(row.holder), int(row.epoch), float(row.expires_at))
+
+
+def _check(holder: str, lease_seconds: float) -> None:
+    if not isinstance(holder, str) or not holder or len(holder) > 256:
+        raise InvalidArgumentError(f"chief lease holder must be 1-256 characters, got {holder!r}")
+    if not 0 < lease_seconds <= MAX_CHIEF_LEASE_SECONDS:
+        raise InvalidArgumentError(
+            f"chief lease must last (0, {MAX_CHIEF_LEASE_SECONDS:g}] seconds, "
+            f"got {lease_seconds!r}"
+        )
+
+
+def _utc(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
