@@ -485,9 +485,14 @@ def dumps_study(config: StudyConfig, *, fmt: str = "yaml") -> str:
         return json.dumps(data, indent=2) + "\n"
     if fmt != "yaml":
         raise InvalidArgumentError(f"unknown study file format {fmt!r}; use yaml or json")
-    return yaml.dump(
+    text = yaml.dump(
         data, Dumper=_StudyDumper, sort_keys=False, default_flow_style=None, allow_unicode=True
     )
+    if not text.isascii() and yaml.safe_load(text) != data:
+        # PyYAML's emitter folds Unicode line breaks (NEL, LS, PS) in plain and single-quoted
+        # scalars; escaping everything outside ASCII keeps such values intact.
+        text = yaml.dump(data, Dumper=_StudyDumper, sort_keys=False, default_flow_style=None)
+    return text
 
 
 def dump_study(config: StudyConfig, path: str | Path) -> None:

@@ -68,3 +68,21 @@ def test_keras_tuner_service_matches_the_installed_keras_tuner() -> None:
     assert ours == theirs
     assert ours["services"][0][0] == "Oracle"  # type: ignore[index]
     assert len(ours["services"][0][1]) == 7  # type: ignore[index]
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_hpsearch_and_keras_tuner_share_one_process() -> None:
+    """Our wire copy of Keras Tuner's protos lives in a private descriptor pool, so importing
+    hpsearch's client and service next to keras_tuner does not fail with duplicate symbols."""
+    import hpsearch.client  # noqa: F401
+    from hpsearch.protos import keras_tuner_pb2 as ours
+
+    kt = pytest.importorskip("keras_tuner", reason="needs keras-tuner (the tf extra)")
+    from keras_tuner.src import protos
+
+    theirs = protos.get_proto()
+    mine = ours.Trial(trial_id="3", status=ours.COMPLETED)
+    decoded = theirs.Trial.FromString(mine.SerializeToString())
+    assert decoded.trial_id == "3" and decoded.status == theirs.COMPLETED
+    assert kt.HyperParameters().get_config()["space"] == []

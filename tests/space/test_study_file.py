@@ -246,3 +246,14 @@ def test_unknown_format_is_refused() -> None:
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with refused("study file .*nope.yaml' does not exist"):
         load_study(tmp_path / "nope.yaml")
+
+
+def test_unicode_line_breaks_in_values_survive_yaml() -> None:
+    # PyYAML folds NEL/LS/PS in plain scalars when emitting Unicode; found by hypothesis.
+    from hpsearch.space import CategoricalParam, Metric, Space, StudyConfig, dumps_study
+
+    for value in ("\x85", "\u2028", "a\u2029b", "données"):
+        config = StudyConfig(
+            name="u", metric=Metric("m"), space=Space((CategoricalParam("c", values=(value,)),))
+        )
+        assert loads_study(dumps_study(config)) == config
