@@ -252,8 +252,7 @@ def hyperparameters_to_proto(
 ) -> kt_pb2.HyperParameters:
     """A study space and a trial's values as Keras Tuner's ``HyperParameters`` message."""
     proto = kt_pb2.HyperParameters()
-    for entry in space_to_keras_tuner(space)["space"]:
-        _add_entry(proto.space, entry["class_name"], entry["config"])
+    proto.space.CopyFrom(_space_proto(space))
     try:
         values = values_to_keras_tuner(space, params)
     except InvalidArgumentError:
@@ -263,6 +262,25 @@ def hyperparameters_to_proto(
     for name, value in values.items():
         proto.values.values[name].CopyFrom(_value_proto(value))
     return proto
+
+
+def _space_proto(space: Space) -> kt_pb2.HyperParameters.Space:
+    """The ``Space`` message of ``space``, built once per space object (a study's space
+    only changes by replacing its config, so identity is the key; hot path: every trial
+    answer carries it)."""
+    cached = _SPACE_PROTOS.get(id(space))
+    if cached is not None and cached[0] is space:
+        return cached[1]
+    message = kt_pb2.HyperParameters.Space()
+    for entry in space_to_keras_tuner(space)["space"]:
+        _add_entry(message, entry["class_name"], entry["config"])
+    if len(_SPACE_PROTOS) >= 16:
+        _SPACE_PROTOS.clear()
+    _SPACE_PROTOS[id(space)] = (space, message)  # holds ``space``: its id is not reused
+    return message
+
+
+_SPACE_PROTOS: dict[int, tuple[Space, kt_pb2.HyperParameters.Space]] = {}
 
 
 def space_from_proto(proto: kt_pb2.HyperParameters) -> Space:

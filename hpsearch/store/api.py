@@ -267,6 +267,21 @@ class Store:
         }
         lease = _check_lease(lease_seconds)
 
+        one_statement = self._sql.create_running_one
+        if values["b_worker"] is not None and one_statement is not None:
+            # PostgreSQL: the counter, the trial and its attempt in one round trip.
+            args = {**values, "b_lease": lease}
+
+            def body(conn: Connection) -> Trial:
+                row = conn.execute(one_statement, args).first()
+                if row is None:
+                    raise _no_study(study)
+                return _trial(row)
+
+            trial = self._write(body, "create trial")
+            logger.debug("trial created study=%s number=%d state=RUNNING", study, trial.number)
+            return trial
+
         def body(conn: Connection) -> Trial:
             counter = conn.execute(self._sql.next_number, values).first()
             if counter is None:
@@ -747,6 +762,18 @@ class Store:
             "b_state": outcome.value,
             "b_message": values.get("b_message"),
         }
+
+        one_statement = self._sql.leave_running_one.get(id(stmt))
+        if one_statement is not None:  # PostgreSQL: trial and attempt in one round trip
+            args = {**values, **attempt_values}
+
+            def body(conn: Connection) -> Trial | BaseException:
+                row = conn.execute(one_statement, args).first()
+                if row is None:
+                    return self._refuse(conn, values, action, outcome, same)
+                return _trial(row)
+
+            return self._write(body, f"{outcome.value.lower()} trial")
 
         def body(conn: Connection) -> Trial | BaseException:
             row = conn.execute(stmt, values).first()

@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -389,6 +390,83 @@ class Statements:
             },
         ).returning(W.id, W.host, W.last_seen, W.info)
         self.workers = select(W.id, W.host, W.last_seen, W.info).order_by(W.id)
+
+        # -- PostgreSQL: one round trip per hot-path write (None on SQLite, which has no
+        # data-modifying WITH; there the store runs the statements above one by one) ---
+        self.create_running_one: Any = None
+        self.leave_running_one: dict[int, Any] = {}
+        if postgres:
+            self.create_running_one = _one_statement_create_running(now)
+            self.leave_running_one = {
+                id(stmt): _one_statement_leave_running(stmt, now)
+                for stmt in (self.complete, self.fail, self.stop)
+            }
+
+
+def _one_statement_create_running(now: Any) -> Any:
+    """PostgreSQL: number allocation, RUNNING trial and its attempt row in one statement.
+
+    ``WITH counter AS (UPDATE studies ... RETURNING), new_trial AS (INSERT INTO trials
+    SELECT ... FROM counter RETURNING *), new_attempt AS (INSERT INTO attempts SELECT ...
+    FROM new_trial) SELECT * FROM new_trial``: the same three writes as the SQLite path,
+    one round trip.  The counter UPDATE still takes the study row's lock, so numbers stay
+    gapless under concurrency.
+    """
+    counter = (
+        update(STUDIES)
+        .where(S.name == bindparam("b_study", type_=String))
+        .values(trial_count=S.trial_count + 1)
+        .returning(S.id, S.trial_count, S.lease_seconds)
+        .cte("counter")
+    )
+    lease = func.coalesce(bindparam("b_lease", type_=Double), counter.c.lease_seconds)
+    columns = {
+        "study_id": counter.c.id,
+        "number": counter.c.trial_count - 1,
+        "params": bindparam("b_params", type_=JSON),
+        "metrics": bindparam("b_metrics", type_=JSON),
+        "tags": bindparam("b_tags", type_=JSON),
+        "created_at": now,
+        "updated_at": now,
+        "state": literal(RUNNING, String),
+        "attempt": literal(1, Integer),
+        "worker_id": bindparam("b_worker", type_=String),
+        "lease_expires_at": now + lease,
+        "started_at": now,
+    }
+    new_trial = (
+        insert(TRIALS)
+        .from_select(list(columns), select(*columns.values()))
+        .returning(*TRIAL_COLUMNS)
+        .cte("new_trial")
+    )
+    new_attempt = insert(ATTEMPTS).from_select(
+        ["trial_id", "attempt", "worker_id", "state", "started_at"],
+        select(
+            new_trial.c.id,
+            new_trial.c.attempt,
+            new_trial.c.worker_id,
+            literal(RUNNING, String),
+            new_trial.c.started_at,
+        ),
+    )
+    return select(*new_trial.c).add_cte(new_attempt.cte("new_attempt"))
+
+
+def _one_statement_leave_running(leave: Any, now: Any) -> Any:
+    """PostgreSQL: a guarded UPDATE out of RUNNING and the end of its attempt row, in one
+    statement (``WITH ended AS (UPDATE trials ... RETURNING *) UPDATE attempts ...``)."""
+    ended = leave.cte("ended")
+    end_attempt = (
+        update(ATTEMPTS)
+        .where(A.trial_id == ended.c.id, A.attempt == ended.c.attempt)
+        .values(
+            state=bindparam("b_state", type_=String),
+            ended_at=now,
+            failure_message=bindparam("b_message", type_=String),
+        )
+    )
+    return select(*ended.c).add_cte(end_attempt.cte("ended_attempt"))
 
 
 @cache

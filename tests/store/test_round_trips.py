@@ -40,13 +40,16 @@ def _count(store: Store, op: Callable[[], object]) -> list[str]:
 
 def test_trial_operations_take_one_or_two_statements(store: Store) -> None:
     name = store.create_study(study_config()).name
+    postgres = store.engine.dialect.name == "postgresql"
     assert _count(store, lambda: store.create_trial(name, {"x": 1})) == ["UPDATE", "INSERT"]
     assert _count(store, lambda: store.claim_trial(name, "w")) == ["UPDATE", "INSERT"]
     assert _count(store, lambda: store.renew_lease(name, 0, 1)) == ["UPDATE"]
     assert _count(store, lambda: store.add_measurement(name, 0, 1, 1, {"a": 1.0})) == ["INSERT"]
-    assert _count(store, lambda: store.complete_trial(name, 0, 1, 1.0)) == ["UPDATE", "UPDATE"]
+    # PostgreSQL: the trial's and the attempt's UPDATE go as one statement (a WITH).
+    leave = ["WITH"] if postgres else ["UPDATE", "UPDATE"]
+    assert _count(store, lambda: store.complete_trial(name, 0, 1, 1.0)) == leave
     # A repeated report: the guarded UPDATE matches nothing, one SELECT finds it is the same.
-    assert _count(store, lambda: store.complete_trial(name, 0, 1, 1.0)) == ["UPDATE", "SELECT"]
+    assert _count(store, lambda: store.complete_trial(name, 0, 1, 1.0)) == [leave[0], "SELECT"]
     assert _count(store, lambda: store.expire_leases()) == ["SELECT"]
     assert _count(store, lambda: store.get_trial(name, 0)) == ["SELECT"]
     assert _count(store, lambda: store.get_study(name)) == ["SELECT"]
@@ -54,6 +57,29 @@ def test_trial_operations_take_one_or_two_statements(store: Store) -> None:
     assert _count(store, lambda: store.best_trials(name, 5)) == ["SELECT"]
     batch = [{"x": i} for i in range(50)]
     assert len(_count(store, lambda: store.create_trials(name, batch))) <= 3
+
+
+def test_a_trial_created_running_is_one_statement_on_postgres(store: Store) -> None:
+    """Number, RUNNING trial and attempt row: one WITH on PostgreSQL, three on SQLite."""
+    name = store.create_study(study_config()).name
+    postgres = store.engine.dialect.name == "postgresql"
+    sent = _count(store, lambda: store.create_trial(name, {"x": 1}, worker_id="w"))
+    assert sent == (["WITH"] if postgres else ["UPDATE", "INSERT", "INSERT"])
+    trial = store.create_trial(name, {"x": 2}, worker_id="w", lease_seconds=30)
+    assert (trial.number, trial.state.value, trial.attempt, trial.worker_id) == (
+        1,
+        "RUNNING",
+        1,
+        "w",
+    )
+    assert trial.lease_expires_at is not None and trial.started_at is not None
+    assert abs(trial.lease_expires_at - trial.started_at - 30) < 1
+    [attempt] = store.list_attempts(name, 1)
+    assert (attempt.attempt, attempt.worker_id, attempt.state.value) == (1, "w", "RUNNING")
+    assert attempt.started_at == trial.started_at
+    store.complete_trial(name, 1, 1, 0.5)
+    [attempt] = store.list_attempts(name, 1)
+    assert attempt.state.value == "COMPLETED" and attempt.ended_at is not None
 
 
 def test_list_studies_is_two_queries_whatever_the_number_of_studies(store: Store) -> None:
