@@ -12,16 +12,26 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import threading
+import time
+import uuid
 from pathlib import Path
 from types import FrameType
 
+from hpsearch.chief_cli import (
+    DEFAULT_CHIEF_LEASE_SECONDS,
+    add_security_arguments,
+    security_options,
+)
 from hpsearch.errors import HpsearchError, NotFoundError
 from hpsearch.oracle import DEFAULT_HOLD_SECONDS, Oracle
 from hpsearch.records import Study
+from hpsearch.security import ServerSecurity, is_loopback
 from hpsearch.service import Server, build_server
 from hpsearch.space import load_study
 from hpsearch.store.api import DEFAULT_URL, Store
+from hpsearch.store.fencing import ChiefLease, ChiefLeaseLostError
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +44,32 @@ def run_chief(
     *,
     grace: float = 10.0,
     hold_seconds: float = DEFAULT_HOLD_SECONDS,
+    security: ServerSecurity | None = None,
+    health_port: int | None = None,
+    keras_tuner_port: int | None = None,
+    chief_lease_seconds: float = DEFAULT_CHIEF_LEASE_SECONDS,
+    takeover: bool = False,
 ) -> None:
     """Serve the oracle on ``host:port`` over the database at ``storage`` until signalled.
 
     ``study`` is a study file (created, or resumed when a study of that name exists) or the
-    name of an existing study: it is the study stock Keras Tuner workers get.
+    name of an existing study: it is the study stock Keras Tuner workers get.  See
+    :class:`Chief` for the other options.  Raises ChiefLeaseHeldError when another chief
+    serves the database, ChiefLeaseLostError when this one was fenced while serving.
     """
-    chief = Chief(storage, study=study, host=host, port=port, hold_seconds=hold_seconds)
-    stop = threading.Event()
+    chief = Chief(
+        storage,
+        study=study,
+        host=host,
+        port=port,
+        hold_seconds=hold_seconds,
+        security=security,
+        health_port=health_port,
+        keras_tuner_port=keras_tuner_port,
+        chief_lease_seconds=chief_lease_seconds,
+        takeover=takeover,
+    )
+    stop = chief.done
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         logger.info("chief stopping signal=%s", signal.Signals(signum).name)
@@ -55,10 +83,23 @@ def run_chief(
         chief.stop(grace)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if chief.lost_lease is not None:
+        raise chief.lost_lease
 
 
 class Chief:
-    """The oracle, its store and its gRPC server, started and stopped together."""
+    """The oracle, its store and its gRPC server, started and stopped together.
+
+    At start the chief takes the store's fencing lease (``chief_lease_seconds`` long, on the
+    database clock) and renews it every third of that; a second chief on the same store
+    refuses to start (ChiefLeaseHeldError) unless ``takeover`` fences the first, which
+    stops serving on its next renewal (``done`` is set, ``lost_lease`` says why).
+
+    ``security`` (:class:`hpsearch.security.ServerSecurity`): TLS, mutual TLS and a bearer
+    token.  ``health_port``: gRPC health alone, plaintext, no token (kubelet probes).
+    ``keras_tuner_port``: ``keras_tuner.Oracle`` plaintext without a token, for stock Keras
+    Tuner workers (they can send neither): keep that port on a private network.
+    """
 
     def __init__(
         self,
@@ -70,8 +111,25 @@ class Chief:
         hold_seconds: float = DEFAULT_HOLD_SECONDS,
         sweep_seconds: float = 1.0,
         max_workers: int = 64,
+        security: ServerSecurity | None = None,
+        health_port: int | None = None,
+        keras_tuner_port: int | None = None,
+        chief_lease_seconds: float = DEFAULT_CHIEF_LEASE_SECONDS,
+        takeover: bool = False,
     ) -> None:
         self.storage = storage
+        self.security = security or ServerSecurity()
+        self.health_port = health_port
+        self.keras_tuner_port = keras_tuner_port
+        self.chief_lease_seconds = chief_lease_seconds
+        self.takeover = takeover
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease: ChiefLease | None = None
+        #: Set when the chief stops serving by itself (it lost its lease).
+        self.done = threading.Event()
+        self.lost_lease: HpsearchError | None = None
+        self._renewer: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.study_arg = study
         self.host = host
         self.requested_port = port
@@ -99,39 +157,118 @@ class Chief:
         from hpsearch.store import Store as SqlStore  # the implementation behind the contract
 
         self.store = SqlStore(self.storage)
-        self.oracle = Oracle(
-            self.store, hold_seconds=self.hold_seconds, sweep_seconds=self.sweep_seconds
+        try:
+            self.lease = self.store.acquire_chief_lease(
+                self.holder, self.chief_lease_seconds, takeover=self.takeover
+            )
+        except BaseException:
+            self.store.close()
+            self.store = None
+            raise
+        logger.info(
+            "chief lease taken holder=%s epoch=%d takeover=%s",
+            self.holder,
+            self.lease.epoch,
+            self.takeover,
         )
-        if self.study_arg:
-            self.study = resolve_study(self.oracle, self.study_arg).name
-        self.server = build_server(
-            self.oracle,
-            study=self.study,
-            host=self.host,
-            port=self.requested_port,
-            max_workers=self.max_workers,
-        )
+        try:
+            self.oracle = Oracle(
+                self.store, hold_seconds=self.hold_seconds, sweep_seconds=self.sweep_seconds
+            )
+            if self.study_arg:
+                self.study = resolve_study(self.oracle, self.study_arg).name
+            self.server = build_server(
+                self.oracle,
+                study=self.study,
+                host=self.host,
+                port=self.requested_port,
+                max_workers=self.max_workers,
+                security=self.security,
+                health_port=self.health_port,
+                keras_tuner_port=self.keras_tuner_port,
+            )
+        except BaseException:
+            self.stop(0)
+            raise
+        self.security.warn_if_open(self.host)
+        if self.keras_tuner_port is not None and not is_loopback(self.host):
+            logger.warning(
+                "SECURITY WARNING: --keras-tuner-port %d serves keras_tuner.Oracle plaintext "
+                "without a token on %s (stock Keras Tuner workers can send neither): keep it "
+                "on a private network",
+                self.server.keras_tuner_port,
+                self.host,
+            )
         self.oracle.start()
         self.server.start()
+        self._renewer = threading.Thread(
+            target=self._renew_lease, name="hpsearch-chief-lease", daemon=True
+        )
+        self._renewer.start()
         logger.info(
-            "chief serving address=%s:%d study=%s storage=%s",
+            "chief serving address=%s:%d tls=%s mutual_tls=%s token=%s health_port=%s "
+            "keras_tuner_port=%s study=%s storage=%s",
             self.host,
             self.server.port,
+            self.security.tls,
+            self.security.tls_client_ca is not None,
+            self.security.token is not None,
+            self.server.health_port,
+            self.server.keras_tuner_port,
             self.study,
             _safe_url(self.storage),
         )
         return self
 
+    def _renew_lease(self) -> None:
+        """Renew the chief lease every third of its duration; stop serving once it is lost
+        (fenced by another chief, or not renewed in time because the database is down)."""
+        interval = self.chief_lease_seconds / 3
+        last_renewed = time.monotonic()
+        while not self._stopping.wait(interval):
+            store, lease = self.store, self.lease
+            if store is None or lease is None:
+                return
+            try:
+                self.lease = store.renew_chief_lease(lease, self.chief_lease_seconds)
+                last_renewed = time.monotonic()
+                continue
+            except ChiefLeaseLostError as error:
+                self.lost_lease = error
+            except HpsearchError as error:
+                if time.monotonic() - last_renewed < self.chief_lease_seconds:
+                    logger.warning("chief lease renewal failed, retrying error=%s", error)
+                    continue
+                self.lost_lease = ChiefLeaseLostError(
+                    f"this chief could not renew its lease on the database for "
+                    f"{self.chief_lease_seconds:g}s ({error}); it stops serving so that "
+                    "another chief may take over"
+                )
+            logger.error("chief fenced, stopping: %s", self.lost_lease)
+            if self.server is not None:
+                self.server.stop(0)  # no more calls, so no more writes from this chief
+            self.done.set()
+            return
+
     def stop(self, grace: float | None = 5.0) -> None:
         """Stop serving: new calls are refused, held asks answer at once, in-flight calls
-        get up to ``grace`` seconds, then the store is closed."""
+        get up to ``grace`` seconds, then the lease is given back and the store closed."""
+        self._stopping.set()
         stopped = self.server.stop(grace) if self.server is not None else None
         if self.oracle is not None:
             self.oracle.stop()  # releases asks held on a study's condition
         if stopped is not None:
             stopped.wait()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(timeout=10)
         if self.store is not None:
+            if self.lease is not None and self.lost_lease is None:
+                try:
+                    self.store.release_chief_lease(self.lease)
+                except HpsearchError as error:
+                    logger.warning("chief lease not released error=%s", error)
             self.store.close()
+        self.done.set()
         logger.info("chief stopped")
 
     def __enter__(self) -> Chief:
@@ -187,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--hold-seconds", type=float, default=DEFAULT_HOLD_SECONDS)
     parser.add_argument("--log-level", default=os.environ.get("HPSEARCH_LOG_LEVEL", "INFO"))
+    add_security_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.INFO),
@@ -199,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             study=args.study,
             host=args.host,
             hold_seconds=args.hold_seconds,
+            **security_options(args),  # type: ignore[arg-type]
         )
     except HpsearchError as error:
         logger.error("%s", error)

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="study file to create (or resume) or name of an existing study; it is the one "
         "Keras Tuner workers get (they send no study name)",
     )
+    from hpsearch.chief_cli import add_security_arguments
+
+    add_security_arguments(chief)
     chief.set_defaults(handler=_cmd_chief)
 
     study = sub.add_parser("study", help="create, list and inspect studies")
@@ -279,8 +282,15 @@ def _cmd_db_current(args: argparse.Namespace) -> int:
 
 def _cmd_chief(args: argparse.Namespace) -> int:
     from hpsearch.chief import run_chief
+    from hpsearch.chief_cli import security_options
 
-    run_chief(port=args.port, host=args.host, storage=args.storage, study=args.study)
+    run_chief(
+        port=args.port,
+        host=args.host,
+        storage=args.storage,
+        study=args.study,
+        **security_options(args),  # type: ignore[arg-type]
+    )
     return 0
 
 

@@ -31,6 +31,14 @@ from hpsearch.errors import InvalidArgumentError
 from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
 from hpsearch.records import Study, Trial, TrialState
+from hpsearch.security import (
+    TLS_CA_ENV,
+    TLS_CLIENT_CERT_ENV,
+    TLS_CLIENT_KEY_ENV,
+    client_channel,
+    env_path,
+    read_token,
+)
 from hpsearch.service import MAX_RECEIVE_BYTES, MAX_SEND_BYTES
 from hpsearch.service.errors import error_from_rpc
 from hpsearch.service.study_service import (
@@ -67,15 +75,32 @@ class Client:
         retry_seconds: float = 300.0,
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
+        token: str | None = None,
+        token_file: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
+        """Connect to the chief at ``address``.
+
+        Security (see :mod:`hpsearch.security`): ``token`` / ``token_file`` (else
+        ``$HPSEARCH_TOKEN`` / ``$HPSEARCH_TOKEN_FILE``) is sent as a bearer token;
+        ``tls_ca`` (else ``$HPSEARCH_TLS_CA_FILE``) turns TLS on and verifies the chief;
+        ``tls_cert`` + ``tls_key`` (else ``$HPSEARCH_TLS_CLIENT_CERT_FILE`` / ``_KEY_FILE``) are
+        this client's certificate for mutual TLS.
+        """
         self.address = address
         self.timeout = timeout
         self.wait_seconds = wait_seconds
         self.retry_seconds = retry_seconds
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
-        self._channel = grpc.insecure_channel(
+        self._channel = client_channel(
             address,
+            token=read_token(token, token_file),
+            tls_ca=env_path(tls_ca, TLS_CA_ENV),
+            tls_cert=env_path(tls_cert, TLS_CLIENT_CERT_ENV),
+            tls_key=env_path(tls_key, TLS_CLIENT_KEY_ENV),
             options=[
                 ("grpc.max_receive_message_length", MAX_SEND_BYTES),
                 ("grpc.max_send_message_length", MAX_RECEIVE_BYTES),

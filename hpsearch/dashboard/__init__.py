@@ -15,11 +15,11 @@ __all__ = ["serve_dashboard"]
 
 
 def serve_dashboard(
-    store_or_url: Any, host: str = "127.0.0.1", port: int = 8080
+    store_or_url: Any, host: str = "127.0.0.1", port: int = 8080, *, token: str | None = None
 ) -> DashboardServer:
     """Serve the dashboard of a Store (or storage URL) on ``host:port`` in a background
     thread; returns the running server with ``.url`` and ``.stop()``.  ``port=0`` picks a
-    free port."""
+    free port.  With ``token``, requests need ``Authorization: Bearer <token>``."""
     from hpsearch.dashboard.server import serve_dashboard as serve
 
-    return serve(store_or_url, host, port)
+    return serve(store_or_url, host, port, token=token)

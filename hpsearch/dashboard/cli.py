@@ -24,14 +24,22 @@ def register(subparsers: Any, *, storage_arg: Callable[[argparse.ArgumentParser]
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1; 0.0.0.0 serves every interface)",
     )
+    parser.add_argument(
+        "--token-file",
+        default=None,
+        help="require 'Authorization: Bearer <token>' with the token in this file (default "
+        "$HPSEARCH_TOKEN, else the file in $HPSEARCH_TOKEN_FILE; unset: no token)",
+    )
     parser.set_defaults(handler=run_dashboard)
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
     """Serve until interrupted (Ctrl-C); exit status 0."""
     from hpsearch.dashboard import serve_dashboard
+    from hpsearch.security import read_token
 
-    server = serve_dashboard(args.storage, args.host, args.port)
+    token = read_token(token_file=getattr(args, "token_file", None))
+    server = serve_dashboard(args.storage, args.host, args.port, token=token)
     print(
         f"hpsearch dashboard: {server.url} (read-only; Ctrl-C stops)", file=sys.stderr, flush=True
     )

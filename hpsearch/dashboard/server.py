@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from hpsearch.dashboard.app import DashboardApp
 from hpsearch.errors import StorageError
+from hpsearch.security import bearer_matches, is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +72,13 @@ class DashboardServer:
 
 
 def serve_dashboard(
-    store_or_url: Any, host: str = "127.0.0.1", port: int = 8080
+    store_or_url: Any, host: str = "127.0.0.1", port: int = 8080, *, token: str | None = None
 ) -> DashboardServer:
     """Serve the dashboard of a store (a :class:`hpsearch.store.Store`, or a storage URL
     that is opened here) on ``host:port`` from a background thread; ``port=0`` picks a
     free port.  Returns the running server (``.url``, ``.stop()``).
 
+    With ``token`` every request needs ``Authorization: Bearer <token>`` (401 otherwise).
     StorageError when the port is taken or the database cannot be opened.
     """
     owned = None
@@ -89,9 +91,16 @@ def serve_dashboard(
         store = store_or_url
     engine = store_engine(store)
     app = DashboardApp(engine)
+    served: Any = app if token is None else BearerTokenMiddleware(app, token)
+    if token is None and not is_loopback(host):
+        logger.warning(
+            "SECURITY WARNING: the dashboard listens on %s without a bearer token: anyone "
+            "who can reach it reads every study; pass --token-file or bind 127.0.0.1",
+            host,
+        )
     try:
         httpd = make_server(
-            host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+            host, port, served, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
         )
     except OSError as exc:
         if owned is not None:
@@ -101,6 +110,28 @@ def serve_dashboard(
             "pick another --port (or --port 0 for any free one)"
         ) from exc
     return DashboardServer(httpd, app, owned).start()
+
+
+class BearerTokenMiddleware:
+    """WSGI middleware: 401 unless ``Authorization: Bearer <token>`` (constant-time)."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self._app = app
+        self._token = token
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if bearer_matches(environ.get("HTTP_AUTHORIZATION"), self._token):
+            return self._app(environ, start_response)
+        body = b"missing or wrong bearer token: send 'Authorization: Bearer <token>'\n"
+        start_response(
+            "401 Unauthorized",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("WWW-Authenticate", 'Bearer realm="hpsearch"'),
+            ],
+        )
+        return [body]
 
 
 def store_engine(store: Any) -> Engine:

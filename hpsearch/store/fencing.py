@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -24,7 +24,7 @@ from hpsearch.store.models import ChiefLeaseRow
 LEASE_NAME = "chief"
 MAX_CHIEF_LEASE_SECONDS = 3600.0
 
-_T = ChiefLeaseRow.__table__
+_T: Table = ChiefLeaseRow.__table__  # type: ignore[assignment]
 
 
 class ChiefLeaseHeldError(FailedPreconditionError):

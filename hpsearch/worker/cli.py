@@ -81,6 +81,29 @@ def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
         default=10.0,
         help="seconds between SIGTERM and SIGKILL when a trial is stopped",
     )
+    secure = parser.add_argument_group("security (must match the chief's)")
+    secure.add_argument(
+        "--token-file",
+        default=None,
+        help="file holding the chief's bearer token (default $HPSEARCH_TOKEN, else the file "
+        "in $HPSEARCH_TOKEN_FILE)",
+    )
+    secure.add_argument(
+        "--tls-ca",
+        default=None,
+        help="talk TLS to the chief and verify it with this CA (PEM; default "
+        "$HPSEARCH_TLS_CA_FILE)",
+    )
+    secure.add_argument(
+        "--tls-cert",
+        default=None,
+        help="client certificate for mutual TLS (PEM; default $HPSEARCH_TLS_CLIENT_CERT_FILE)",
+    )
+    secure.add_argument(
+        "--tls-key",
+        default=None,
+        help="the client certificate's key (PEM; default $HPSEARCH_TLS_CLIENT_KEY_FILE)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the trial command, after --")
     parser.set_defaults(handler=run)
 
@@ -94,7 +117,13 @@ def run(args: argparse.Namespace) -> int:
         command = command[1:]
     address, default_id = resolve_oracle(args.oracle, os.environ)
     worker_id = args.worker_id or default_id
-    client = Client(address)
+    client = Client(
+        address,
+        token_file=args.token_file,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
     study = args.study or _only_active_study(client)
     options = WorkerOptions(
         oracle=address,

@@ -99,6 +99,10 @@ class ChiefProcess:
         ]
         if self.study:
             cmd += ["--study", self.study]
+        if self.proc is not None:
+            # A restart: the previous chief (killed or not) may still hold the store's
+            # fencing lease; an operator restarting a crashed chief fences it the same way.
+            cmd += ["--takeover"]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
