@@ -113,14 +113,17 @@ def serve_dashboard(
 
 
 class BearerTokenMiddleware:
-    """WSGI middleware: 401 unless ``Authorization: Bearer <token>`` (constant-time)."""
+    """WSGI middleware: 401 unless ``Authorization: Bearer <token>`` (constant-time).
+    ``/api/health`` stays open for probes."""
 
     def __init__(self, app: Any, token: str) -> None:
         self._app = app
         self._token = token
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if bearer_matches(environ.get("HTTP_AUTHORIZATION"), self._token):
+        if environ.get("PATH_INFO") == "/api/health" or bearer_matches(
+            environ.get("HTTP_AUTHORIZATION"), self._token
+        ):
             return self._app(environ, start_response)
         body = b"missing or wrong bearer token: send 'Authorization: Bearer <token>'\n"
         start_response(
