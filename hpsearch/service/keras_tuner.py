@@ -159,9 +159,11 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         elif sent.status == kt_pb2.STOPPED:
             self.oracle.stop_trial(name, number, attempt)
         else:
+            known = sent.status in kt_pb2.TrialStatus.values()
             raise InvalidArgumentError(
                 f"EndTrial for trial {sent.trial_id!r} with status "
-                f"{kt_pb2.TrialStatus.Name(sent.status)}; send COMPLETED, INVALID or FAILED"
+                f"{kt_pb2.TrialStatus.Name(sent.status) if known else sent.status}; "
+                "send COMPLETED, INVALID or FAILED"
             )
         return service_pb2.EndTrialResponse()
 
@@ -244,7 +246,13 @@ def parse_trial_id(trial_id: str) -> tuple[int, int]:
         raise InvalidArgumentError(
             f"trial id {trial_id!r} was not handed out by this chief (expected '7' or '7.2')"
         )
-    return int(match.group(1)), int(match.group(2) or 1)
+    number, attempt = int(match.group(1)), int(match.group(2) or 1)
+    if number > _MAX_ID or attempt > _MAX_ID:  # the store's columns are 32-bit integers
+        raise InvalidArgumentError(f"trial id {trial_id!r} is out of range")
+    return number, attempt
+
+
+_MAX_ID = 2**31 - 1
 
 
 def hyperparameters_to_proto(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import grpc
 
@@ -140,7 +141,7 @@ class StudyServicer(pb2_grpc.StudyServiceServicer):
         else:
             raise InvalidArgumentError(
                 "state must be TRIAL_STATE_COMPLETED, TRIAL_STATE_FAILED or TRIAL_STATE_STOPPED, "
-                f"got {pb2.TrialState.Name(state)}"
+                f"got {_enum_name(pb2.TrialState, state)}"
             )
         return trial_to_proto(study, trial)
 
@@ -289,3 +290,11 @@ __all__ = [
     "value_from_proto",
     "value_to_proto",
 ]
+
+
+def _enum_name(enum: Any, number: int) -> str:
+    """The name of an enum value, or the number itself when this version does not know it."""
+    try:
+        return str(enum.Name(number))
+    except ValueError:
+        return str(number)
