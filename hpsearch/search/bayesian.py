@@ -10,20 +10,27 @@ One call to :func:`suggest_bayesian`:
    fit the GP's hyperparameters by MAP
    (:mod:`hpsearch.search.gp`) and maximise log EI (:mod:`hpsearch.search.acquisition`).
 3. Pending trials and the points already chosen in this call enter the GP as
-   *kriging-believer* fantasies: observed at the posterior mean with the hyperparameters
-   held fixed.  The mean (hence the incumbent) is unchanged while the variance collapses
-   around each busy point, so the next pick moves to another promising region.  We chose
+   *kriging-believer* fantasies: observed, noise-free, at the posterior mean with the
+   hyperparameters held fixed (a believed value above the incumbent becomes the
+   incumbent).  The mean is unchanged while the variance collapses around each busy
+   point, so the next pick moves to another promising region.  We chose
    it over constant liar (whose lie value shifts the mean everywhere and needs tuning),
    local penalisation (needs a Lipschitz estimate) and Monte-Carlo q-EI (tens of times
    slower): it keeps one suggestion at the cost of one Cholesky per busy point, and the
-   benchmark (benchmarks/search_quality.py) shows batches of 8 losing little.  A batch
-   member also keeps ``MIN_SEPARATION`` from pending trials and from the other members.
+   benchmark (benchmarks/search_quality.py) measures what batches of 8 lose.  A batch
+   member also keeps ``MIN_SEPARATION`` from pending trials and from the other members:
+   once the GP is confident, EI right next to a believed point can still win, and two
+   trials 1e-4 apart teach nothing.
 
 Caps that keep one suggestion under ~100 ms at 500 trials x 10 parameters (one core):
 the posterior conditions on at most ``MAX_TRAIN`` (256) finished trials -- the best
 quarter, the most recent quarter and an evenly spaced half of the rest -- and the
 hyperparameters are fitted on at most ``MAX_FIT`` (100) of those (the best half and an
-evenly spaced half) with at most ``FIT_ITERATIONS`` L-BFGS-B steps.
+evenly spaced half) with at most ``FIT_ITERATIONS`` L-BFGS-B steps (a second start
+only below ``gp.MULTI_START_MAX_POINTS`` = 80 points); the acquisition's random pool
+(``acquisition.N_RANDOM`` = 2048) shrinks in proportion past 100 training points, to
+512 at the least.  Measured: ~90 ms median on a busy shared core (see
+benchmarks/results/search_quality.md).
 """
 
 from __future__ import annotations
