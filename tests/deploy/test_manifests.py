@@ -37,6 +37,7 @@ OVERLAYS = {
     "cpu": K8S / "overlays" / "cpu",
     "secure": K8S / "overlays" / "secure",
 }
+SECURE_HEALTH_PORT = 8081
 GPU_OVERLAYS = ("base", "sqlite", "postgres", "secure")
 SQLITE_OVERLAYS = ("base", "sqlite", "cpu", "secure")
 # The oldest Kubernetes the manifests are meant for (backoffLimitPerIndex: beta and on by
@@ -150,10 +151,16 @@ def test_chief_probes_are_grpc_health_on_its_port(overlay: str) -> None:
     assert args[0] == "chief"
     assert flag(args, "--port") == str(CHIEF_PORT)
     assert flag(args, "--host") == "0.0.0.0"
-    assert {p["containerPort"] for p in c["ports"]} == {CHIEF_PORT}
+    # The secure overlay's main port speaks TLS and wants a token: kubelet's plaintext
+    # probes go to the health-only port instead.
+    probe_port = CHIEF_PORT
+    if overlay == "secure":
+        probe_port = SECURE_HEALTH_PORT
+        assert flag(args, "--health-port") == str(SECURE_HEALTH_PORT)
+    assert {p["containerPort"] for p in c["ports"]} == {CHIEF_PORT, probe_port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         # No `service`: the overall status, which the chief sets to SERVING once it serves.
-        assert c[probe]["grpc"] == {"port": CHIEF_PORT}, probe
+        assert c[probe]["grpc"] == {"port": probe_port}, probe
     study_file = flag(args, "--study")
     assert study_file is not None
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
@@ -292,6 +299,22 @@ def test_every_resource_is_labelled(overlay: str) -> None:
     for doc in render(overlay):
         labels = doc["metadata"].get("labels", {})
         assert labels.get("app.kubernetes.io/part-of") == "hpsearch", doc["metadata"]["name"]
+
+
+def test_secure_overlay_turns_tls_on_with_a_required_secret() -> None:
+    docs = render("secure")
+    chief_env = env(container(chief(docs), "chief"))
+    worker_env = env(container(workers(docs), "worker"))
+    tls_files = [
+        chief_env["HPSEARCH_TLS_CERT_FILE"]["value"],
+        chief_env["HPSEARCH_TLS_KEY_FILE"]["value"],
+        worker_env["HPSEARCH_TLS_CA_FILE"]["value"],
+    ]
+    for workload in (chief(docs), workers(docs)):
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["tls"]["secret"]["secretName"] == "hpsearch-tls"
+        assert not volumes["tls"]["secret"].get("optional", False)
+    assert {str(Path(f).parent) for f in tls_files} == {"/etc/hpsearch/tls"}
 
 
 def test_secure_overlay_mounts_the_token_secret() -> None:
