@@ -247,6 +247,8 @@ class Chief:
             logger.error("chief fenced, stopping: %s", self.lost_lease)
             if self.server is not None:
                 self.server.stop(0)  # no more calls, so no more writes from this chief
+            if self.oracle is not None:
+                self.oracle.stop()  # nor from its lease sweeper
             self.done.set()
             return
 

@@ -108,3 +108,45 @@ def test_second_chief_process_exits_with_a_clear_error(
             health_pb2.HealthCheckRequest(service=""), timeout=5
         )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_fenced_chief_process_stops_and_exits_2(
+    start_chief: StartChief, storage_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "first.log"
+    with log.open("wb") as out:
+        first = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hpsearch.chief",
+                "--storage",
+                storage_url,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--chief-lease-seconds",
+                "1.5",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    try:
+        deadline = time.monotonic() + 30
+        with Store(storage_url) as store:
+            while store.chief_lease() is None and time.monotonic() < deadline:
+                assert first.poll() is None, log.read_text()
+                time.sleep(0.1)
+            holder = store.chief_lease()
+        assert holder is not None
+        second = start_chief(takeover=True)
+        assert first.wait(15) == 2
+        text = log.read_text()
+        assert "lost its lease" in text and second.holder in text
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
