@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
@@ -49,7 +49,7 @@ ALLOWED = {
     grpc.StatusCode.UNAUTHENTICATED,
 }
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
-EXAMPLES = int(os.environ.get("HPSEARCH_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("HPSEARCH_FUZZ_EXAMPLES", "60"))
 
 
 def _methods() -> list[tuple[str, type[Message]]]:
@@ -195,13 +195,14 @@ def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     if kind == FieldDescriptor.TYPE_BYTES:
         return st.binary(max_size=40)
     if kind == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None
         known = [v.number for v in field.enum_type.values]
         return st.one_of(st.sampled_from(known), st.integers(-5, 50))
     raise AssertionError(f"unhandled field type {kind}")
 
 
 @st.composite
-def _message(draw: st.DrawFn, descriptor: Descriptor, depth: int = 0) -> dict[str, Any]:
+def _message(draw: st.DrawFn, descriptor: Any, depth: int = 0) -> dict[str, Any]:
     """A dict of field values for ``descriptor`` (fields set at random, nested up to 3)."""
     values: dict[str, Any] = {}
     for field in descriptor.fields:
@@ -256,7 +257,10 @@ def _build(message: Message, values: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("method", "request_type"), METHODS, ids=[m for m, _ in METHODS])
 def test_fuzzed_field_values_get_clear_answers(
-    fuzz_chief: tuple[Chief, str], channel: grpc.Channel, method: str, request_type: type
+    fuzz_chief: tuple[Chief, str],
+    channel: grpc.Channel,
+    method: str,
+    request_type: type[Message],
 ) -> None:
     url = fuzz_chief[1]
 
