@@ -71,6 +71,9 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         self._non_finite: dict[tuple[int, int], list[str]] = {}
         self._lock = threading.Lock()
         self._learned: dict[str, bytes] = {}  # the last space learned from EndTrial, per study
+        # number -> (space, params, message): a trial's HyperParameters message, built once
+        # for its CreateTrial, GetTrial and UpdateTrial answers; dropped at EndTrial.
+        self._hp_messages: dict[int, tuple[Space, Params, kt_pb2.HyperParameters]] = {}
 
     @rpc
     def GetSpace(
@@ -137,6 +140,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         name = self._study()
         sent = request.trial
         number, attempt = parse_trial_id(sent.trial_id)
+        self._hp_messages.pop(number, None)
         self._learn_space(name, sent.hyperparameters)
         with self._lock:
             non_finite = self._non_finite.pop((number, attempt), None)
@@ -205,7 +209,7 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         proto = kt_pb2.Trial(
             trial_id=trial_id_of(trial.number, max(attempt, 1)),
             status=_STATUS[trial.state],
-            hyperparameters=hyperparameters_to_proto(config.space, trial.params),
+            hyperparameters=self._hyperparameters(config.space, trial),
         )
         tracker = proto.metrics
         maximize = config.metric.goal is Goal.MAXIMIZE
@@ -217,6 +221,17 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         if trial.value is not None and attempt == trial.attempt:
             proto.score.value = trial.value
         return proto
+
+    def _hyperparameters(self, space: Space, trial: Trial) -> kt_pb2.HyperParameters:
+        cached = self._hp_messages.get(trial.number)
+        if cached is not None and cached[0] is space and cached[1] == trial.params:
+            return cached[2]
+        message = hyperparameters_to_proto(space, trial.params)
+        if trial.state is TrialState.RUNNING:
+            if len(self._hp_messages) >= 4096:  # trials whose EndTrial never came
+                self._hp_messages.clear()
+            self._hp_messages[trial.number] = (space, trial.params, message)
+        return message
 
     def _learn_space(self, name: str, hyperparameters: kt_pb2.HyperParameters) -> None:
         """Keras Tuner's chief grows its space from every ended trial; so does this one."""

@@ -272,13 +272,13 @@ class Store:
             # PostgreSQL: the counter, the trial and its attempt in one round trip.
             args = {**values, "b_lease": lease}
 
-            def body(conn: Connection) -> Trial:
+            def one_round_trip(conn: Connection) -> Trial:
                 row = conn.execute(one_statement, args).first()
                 if row is None:
                     raise _no_study(study)
                 return _trial(row)
 
-            trial = self._write(body, "create trial")
+            trial = self._write(one_round_trip, "create trial")
             logger.debug("trial created study=%s number=%d state=RUNNING", study, trial.number)
             return trial
 
@@ -767,13 +767,13 @@ class Store:
         if one_statement is not None:  # PostgreSQL: trial and attempt in one round trip
             args = {**values, **attempt_values}
 
-            def body(conn: Connection) -> Trial | BaseException:
+            def one_round_trip(conn: Connection) -> Trial | BaseException:
                 row = conn.execute(one_statement, args).first()
                 if row is None:
                     return self._refuse(conn, values, action, outcome, same)
                 return _trial(row)
 
-            return self._write(body, f"{outcome.value.lower()} trial")
+            return self._write(one_round_trip, f"{outcome.value.lower()} trial")
 
         def body(conn: Connection) -> Trial | BaseException:
             row = conn.execute(stmt, values).first()
