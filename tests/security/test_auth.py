@@ -196,3 +196,60 @@ def test_open_non_loopback_chief_warns(storage_url: str, caplog: pytest.LogCaptu
     ):
         pass
     assert not any("SECURITY WARNING" in r.getMessage() for r in caplog.records)
+
+
+def test_cli_chief_with_tls_token_and_health_port(
+    storage_url: str, pki: Pki, tmp_path: Path
+) -> None:
+    """`hpsearch chief` wires the flags: probes on the plaintext health port, clients need
+    the CA and the token."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.chief.conftest import free_port, wait_serving
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    port, health_port = free_port(), free_port()
+    log = tmp_path / "chief.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPSEARCH_T")}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hpsearch",
+                "chief",
+                "--storage",
+                storage_url,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--health-port",
+                str(health_port),
+                "--tls-cert",
+                str(pki.server_cert),
+                "--tls-key",
+                str(pki.server_key),
+                "--token-file",
+                str(token_file),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        wait_serving(f"127.0.0.1:{health_port}", 30, proc)
+        address = f"localhost:{port}"
+        with Client(address, token=TOKEN, tls_ca=str(pki.ca), retry_seconds=0) as good:
+            assert good.create_study(STUDY).name == "guarded"
+        with (
+            Client(address, tls_ca=str(pki.ca), retry_seconds=0) as bad,
+            pytest.raises(UnauthenticatedError),
+        ):
+            bad.list_studies()
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0, log.read_text()
