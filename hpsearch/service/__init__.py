@@ -1,8 +1,11 @@
 """gRPC adapters over the oracle: ``keras_tuner.Oracle``, ``hpsearch.v1`` and health.
 
-:func:`build_server` puts all three on one port.  The servicers are thin: decode the
-request, call the oracle, encode the answer; domain errors become status codes in
-:mod:`hpsearch.service.errors` only.
+:func:`build_server` puts all three on one port (TLS and a bearer token optional, see
+:mod:`hpsearch.security`; health is never guarded), and optionally health alone and
+``keras_tuner.Oracle`` alone on plaintext side ports.  Every call but health passes
+:class:`hpsearch.security.RequestGuard` (token check, then parsing: a malformed message is
+INVALID_ARGUMENT).  The servicers are thin: decode the request, call the oracle, encode the
+answer; domain errors become status codes in :mod:`hpsearch.service.errors` only.
 """
 
 from __future__ import annotations
