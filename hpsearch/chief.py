@@ -22,11 +22,12 @@ from types import FrameType
 from hpsearch.chief_cli import (
     DEFAULT_CHIEF_LEASE_SECONDS,
     add_security_arguments,
+    add_serving_arguments,
     security_options,
 )
 from hpsearch.errors import HpsearchError, NotFoundError
 from hpsearch.oracle import DEFAULT_HOLD_SECONDS, Oracle
-from hpsearch.records import Study
+from hpsearch.records import Study, StudyState
 from hpsearch.security import ServerSecurity, is_loopback
 from hpsearch.service import Server, build_server
 from hpsearch.space import load_study
@@ -49,8 +50,14 @@ def run_chief(
     keras_tuner_port: int | None = None,
     chief_lease_seconds: float = DEFAULT_CHIEF_LEASE_SECONDS,
     takeover: bool = False,
+    dashboard_port: int | None = None,
+    exit_when_done: bool = False,
 ) -> None:
     """Serve the oracle on ``host:port`` over the database at ``storage`` until signalled.
+
+    ``dashboard_port``: serve the web dashboard too (same token).  ``exit_when_done``: return
+    once ``study`` is finished (no longer ACTIVE), e.g. as workerpool0 of a Vertex AI CustomJob,
+    which ends when that pool's process exits.
 
     ``study`` is a study file (created, or resumed when a study of that name exists) or the
     name of an existing study: it is the study stock Keras Tuner workers get.  See
@@ -76,10 +83,23 @@ def run_chief(
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    dashboard = None
     try:
         chief.start()
-        stop.wait()
+        if dashboard_port is not None:
+            from hpsearch.dashboard import serve_dashboard
+
+            dashboard = serve_dashboard(
+                chief.store, host=host, port=dashboard_port, token=chief.security.token
+            )
+            logger.info("dashboard serving url=%s", dashboard.url)
+        while not stop.wait(1.0 if exit_when_done else None):
+            if chief.study_finished():
+                logger.info("chief exiting: study finished study=%s", chief.study)
+                break
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         chief.stop(grace)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -252,6 +272,12 @@ class Chief:
             self.done.set()
             return
 
+    def study_finished(self) -> bool:
+        """Whether the chief's own study (``--study``) is finished: no longer ACTIVE."""
+        if self.oracle is None or self.study is None:
+            return False
+        return self.oracle.get_study(self.study).state is not StudyState.ACTIVE
+
     def stop(self, grace: float | None = 5.0) -> None:
         """Stop serving: new calls are refused, held asks answer at once, in-flight calls
         get up to ``grace`` seconds, then the lease is given back and the store closed."""
@@ -326,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--hold-seconds", type=float, default=DEFAULT_HOLD_SECONDS)
     parser.add_argument("--log-level", default=os.environ.get("HPSEARCH_LOG_LEVEL", "INFO"))
+    add_serving_arguments(parser)
     add_security_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -64,6 +64,22 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the chief serves besides the oracle, and when it stops by itself."""
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help="also serve the web dashboard on this port (read-only; same token)",
+    )
+    parser.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="exit once the --study is finished (e.g. as workerpool0 of a Vertex AI "
+        "CustomJob, which ends when that process exits)",
+    )
+
+
 def security_options(args: argparse.Namespace) -> dict[str, object]:
     """``run_chief`` keyword arguments from :func:`add_security_arguments`' flags."""
     from hpsearch.security import ServerSecurity
@@ -79,7 +95,14 @@ def security_options(args: argparse.Namespace) -> dict[str, object]:
         "keras_tuner_port": args.keras_tuner_port,
         "chief_lease_seconds": args.chief_lease_seconds,
         "takeover": args.takeover,
+        "dashboard_port": args.dashboard_port,
+        "exit_when_done": args.exit_when_done,
     }
 
 
-__all__ = ["DEFAULT_CHIEF_LEASE_SECONDS", "add_security_arguments", "security_options"]
+__all__ = [
+    "DEFAULT_CHIEF_LEASE_SECONDS",
+    "add_security_arguments",
+    "add_serving_arguments",
+    "security_options",
+]

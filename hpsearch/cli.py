@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="study file to create (or resume) or name of an existing study; it is the one "
         "Keras Tuner workers get (they send no study name)",
     )
-    from hpsearch.chief_cli import add_security_arguments
+    from hpsearch.chief_cli import add_security_arguments, add_serving_arguments
 
+    add_serving_arguments(chief)
     add_security_arguments(chief)
     chief.set_defaults(handler=_cmd_chief)
 
