@@ -217,7 +217,17 @@ def distributed_job_body(
         raise InvalidArgumentError("the chief needs a study: a study file in the image or a name")
     if base_output_dir is not None:
         _check_gcs(base_output_dir, "--base-output-dir")
-    chief_args = ["chief", "--port", str(CHIEF_PORT), "--storage", chief_storage, "--study", study]
+    # --exit-when-done: Vertex ends a CustomJob when workerpool0's process exits.
+    chief_args = [
+        "chief",
+        "--port",
+        str(CHIEF_PORT),
+        "--storage",
+        chief_storage,
+        "--study",
+        study,
+        "--exit-when-done",
+    ]
     worker_args = ["worker"]
     if gpus_per_trial is not None:
         worker_args += ["--gpus-per-trial", str(gpus_per_trial)]

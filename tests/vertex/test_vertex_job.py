@@ -262,6 +262,7 @@ def test_distributed_dry_run_runs_chief_and_workers(capsys: pytest.CaptureFixtur
         "postgresql+psycopg://hp@10.0.0.5/hp",
         "--study",
         "studies/mlp.yaml",
+        "--exit-when-done",  # the job ends when workerpool0's process exits
     ]
     assert chief["machineSpec"] == {"machineType": "n1-standard-4"}
     assert worker["replicaCount"] == "4"
