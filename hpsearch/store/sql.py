@@ -62,10 +62,22 @@ def study_id_by_name() -> Any:
     return select(S.id).where(S.name == bindparam("b_study", type_=String)).scalar_subquery()
 
 
-def running_attempt_guard() -> list[ColumnElement[bool]]:
-    """The guard of every transition out of RUNNING and of lease renewal."""
+def running_attempt_guard(join_study: bool = False) -> list[ColumnElement[bool]]:
+    """The guard of every transition out of RUNNING and of lease renewal.
+
+    ``join_study`` (PostgreSQL) joins the study by name instead of a scalar subquery: with
+    the study id unknown at plan time, PostgreSQL's (generic, prepared) plan picked
+    ``ix_trials_state_lease`` for ``state='RUNNING' AND lease_expires_at > now`` and walked
+    the index entries every recently finished trial left there until vacuum, so each
+    report got slower as a busy study grew (p50 of a no-op trial 5 -> 13 ms at 10,000
+    trials).  Joined, the plan is the unique (study_id, number) index: one row.
+    """
+    if join_study:
+        study = [T.study_id == S.id, S.name == bindparam("b_study", type_=String)]
+    else:
+        study = [T.study_id == study_id_by_name()]
     return [
-        T.study_id == study_id_by_name(),
+        *study,
         T.number == bindparam("b_number", type_=Integer),
         T.state == RUNNING,
         T.attempt == bindparam("b_attempt", type_=Integer),
@@ -75,7 +87,12 @@ def running_attempt_guard() -> list[ColumnElement[bool]]:
 
 def _lease_end() -> Any:
     """db now + :lease, or + the study's lease when :lease is NULL (correlated)."""
-    study_lease = select(S.lease_seconds).where(S.id == T.study_id).scalar_subquery()
+    study_lease = (
+        select(S.lease_seconds)
+        .where(S.id == T.study_id)
+        .correlate_except(STUDIES)
+        .scalar_subquery()
+    )
     return db_now() + func.coalesce(bindparam("b_lease", type_=Double), study_lease)
 
 
@@ -200,7 +217,7 @@ class Statements:
         )
         self.renew = (
             update(TRIALS)
-            .where(*running_attempt_guard())
+            .where(*running_attempt_guard(postgres))
             .values(lease_expires_at=_lease_end(), updated_at=now)
             .returning(*TRIAL_COLUMNS)
         )
@@ -209,7 +226,7 @@ class Statements:
         ended = {"lease_expires_at": None, "updated_at": now}
         self.complete = (
             update(TRIALS)
-            .where(*running_attempt_guard())
+            .where(*running_attempt_guard(postgres))
             .values(
                 state=COMPLETED,
                 value=bindparam("b_value", type_=Double),
@@ -219,11 +236,16 @@ class Statements:
             )
             .returning(*TRIAL_COLUMNS)
         )
-        max_attempts = select(S.max_attempts).where(S.id == T.study_id).scalar_subquery()
+        max_attempts = (
+            select(S.max_attempts)
+            .where(S.id == T.study_id)
+            .correlate_except(STUDIES)
+            .scalar_subquery()
+        )
         retried = and_(bindparam("b_retry", type_=Boolean), T.attempt < max_attempts)
         self.fail = (
             update(TRIALS)
-            .where(*running_attempt_guard())
+            .where(*running_attempt_guard(postgres))
             .values(
                 state=case((retried, WAITING), else_=FAILED),
                 failure_message=bindparam("b_message", type_=String),
@@ -234,7 +256,7 @@ class Statements:
         )
         self.stop = (
             update(TRIALS)
-            .where(*running_attempt_guard())
+            .where(*running_attempt_guard(postgres))
             .values(
                 state=STOPPED,
                 value=bindparam("b_value", type_=Double),
@@ -354,7 +376,7 @@ class Statements:
             bindparam("b_step", type_=Integer),
             bindparam("b_metrics", type_=JSON),
             now,
-        ).where(*running_attempt_guard())
+        ).where(*running_attempt_guard(postgres))
         self.add_measurement = (
             dialect_insert(MEASUREMENTS)
             .from_select(["trial_id", "attempt", "step", "metrics", "created_at"], source)
