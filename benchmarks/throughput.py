@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -398,6 +399,93 @@ def fill(address: str, total: int, latencies: list[float], errors: list[int]) ->
     print(f"  filled {len(latencies)} trials in {time.perf_counter() - started:.1f}s", flush=True)
 
 
+Sizes = dict[str, tuple[float, ...]]  # "small"/"big" -> (CPU ms, p50 ms, p99 ms)
+
+
+def interleaved_size(storage: str, big: int, windows: int, per_window: int = 150) -> Sizes:
+    """Per-trial cost at ~``big`` vs ~100 trials, measured side by side in one process.
+
+    Two studies share one store and oracle (the servicer path, no gRPC, one thread): the
+    big one is filled first, then windows of ``per_window`` trials alternate between the
+    two, so machine load hits both alike (the sequential 4-worker rows above cannot tell
+    growth from load on a shared machine).  Returns per study the medians over windows of
+    the thread CPU per trial and the p50/p99 latency, in ms.
+    """
+    import statistics
+
+    from hpsearch.oracle import Oracle
+    from hpsearch.service.keras_tuner import KerasTunerServicer
+    from hpsearch.space import StudyConfig
+    from hpsearch.store import Store
+
+    store = Store(storage)
+    oracle = Oracle(store)
+    oracle.start()
+    servicers = {}
+    try:
+        for label in ("big", "small"):
+            config = StudyConfig.from_dict(
+                {
+                    "name": f"{label}-{uuid.uuid4().hex[:8]}",
+                    "metric": {"name": "score", "goal": "maximize"},
+                    "parameters": {
+                        "lr": {"type": "double", "min": 0.001, "max": 0.1, "scale": "log"},
+                        "units": {"type": "integer", "min": 4, "max": 16},
+                    },
+                    "budget": {"max_trials": 10**7, "parallel_trials": 64},
+                    "algorithm": "random",
+                    "lease_seconds": 120,
+                }
+            )
+            oracle.create_study(config)
+            servicers[label] = KerasTunerServicer(oracle, config.name)
+
+        context = cast(grpc.ServicerContext, None)  # the servicer uses it only to abort
+
+        def one(servicer: KerasTunerServicer) -> None:
+            trial = servicer.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), context).trial
+            servicer.GetTrial(svc.GetTrialRequest(trial_id=trial.trial_id), context)
+            servicer.UpdateTrial(
+                svc.UpdateTrialRequest(
+                    trial_id=trial.trial_id, metrics={"score": random.random()}, step=1
+                ),
+                context,
+            )
+            ended = kt.Trial(
+                trial_id=trial.trial_id,
+                status=kt.COMPLETED,
+                hyperparameters=trial.hyperparameters,
+            )
+            servicer.EndTrial(svc.EndTrialRequest(trial=ended), context)
+
+        started = time.perf_counter()
+        for _ in range(big):
+            one(servicers["big"])
+        for _ in range(100):
+            one(servicers["small"])
+        print(f"  filled {big} trials in {time.perf_counter() - started:.1f}s", flush=True)
+        results: dict[str, list[tuple[float, float, float]]] = {"big": [], "small": []}
+        for window in range(windows):
+            for label in ("small", "big") if window % 2 else ("big", "small"):
+                latencies = []
+                cpu0 = time.thread_time()
+                for _ in range(per_window):
+                    t0 = time.perf_counter()
+                    one(servicers[label])
+                    latencies.append(time.perf_counter() - t0)
+                cpu = (time.thread_time() - cpu0) / per_window * 1000
+                latencies.sort()
+                p99 = latencies[min(per_window - 1, int(0.99 * per_window))]
+                results[label].append((cpu, latencies[per_window // 2] * 1000, p99 * 1000))
+    finally:
+        oracle.stop()
+        store.close()
+    return {
+        label: tuple(statistics.median(r[i] for r in rows) for i in range(3))
+        for label, rows in results.items()
+    }
+
+
 def waiting_calls(args: argparse.Namespace, workdir: Path) -> tuple[int, float, float]:
     """Calls/s of a stock-protocol worker while the only parallel slot is taken."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -433,6 +521,7 @@ def report(
     runs: list[Run],
     sizes: list[tuple[str, int, Run]],
     waiting: tuple[int, float, float] | None,
+    side_by_side: dict[str, Sizes] | None = None,
 ) -> str:
     lines = [
         "# Chief throughput: hpsearch vs Keras Tuner's chief",
@@ -486,6 +575,21 @@ def report(
                 f"| {label} | ~{size:,} | {run.rate:.1f} | {run.pct(0.5):.1f} | "
                 f"{run.pct(0.99):.1f} | {run.cpu_ms_per_trial:.2f} |"
             )
+    if side_by_side:
+        lines += [
+            "",
+            f"Side by side in one process ({args.windows} alternating windows of 150 trials, "
+            f"the servicer path without gRPC, one thread; medians over windows): a study of "
+            f"~{args.big:,} trials next to one of ~100 in the same store and oracle.",
+            "",
+            "| storage | trials in study | chief CPU ms per trial | p50 latency (ms) | "
+            "p99 latency (ms) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for label, result in side_by_side.items():
+            for key, shown in (("small", "~100"), ("big", f"~{args.big:,}")):
+                cpu, p50, p99 = result[key]
+                lines.append(f"| {label} | {shown} | {cpu:.2f} | {p50:.2f} | {p99:.2f} |")
     if waiting is not None:
         calls, elapsed, rate = waiting
         lines += [
@@ -512,24 +616,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-seconds", type=float, default=10.0)
     parser.add_argument("--skip-keras-tuner", action="store_true")
     parser.add_argument("--skip-size", action="store_true")
+    parser.add_argument(
+        "--windows", type=int, default=8, help="alternating windows of the side-by-side size test"
+    )
     parser.add_argument("--quick", action="store_true", help="short run: a smoke test")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup, args.big = 3.0, 1.0, 500
-        args.size_seconds, args.wait_seconds = 2.0, 4.0
+        args.size_seconds, args.wait_seconds, args.windows = 2.0, 4.0, 2
     with tempfile.TemporaryDirectory(prefix="hpsearch-bench-") as tmp:
         workdir = Path(tmp)
         print("throughput:", flush=True)
         runs = throughput(args, workdir)
         sizes: list[tuple[str, int, Run]] = []
+        side_by_side: dict[str, Sizes] = {}
         if not args.skip_size:
             print("study size:", flush=True)
             sizes = study_size(args, workdir)
+            print("study size, interleaved:", flush=True)
+            for label, storage_cm in storages(workdir, args.postgres):
+                with storage_cm as storage:
+                    side_by_side[label] = interleaved_size(storage, args.big, args.windows)
+                print(f"  {label}: {side_by_side[label]}", flush=True)
         print("waiting worker:", flush=True)
         waiting = waiting_calls(args, workdir)
         print(f"  {waiting[2]:.2f} calls/s", flush=True)
-    text = report(args, runs, sizes, waiting)
+    text = report(args, runs, sizes, waiting, side_by_side)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(text)
