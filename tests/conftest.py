@@ -13,7 +13,9 @@
   carry the ``postgres`` marker (``-m "not postgres"`` leaves them out).
 
 ``store`` is an open :class:`hpsearch.store.Store` on ``storage_url`` (closed after the
-test).  ``sqlite_url`` and ``postgres_url`` give one back end only.
+test).  ``chief`` is an in-process chief on a free port over ``chief_storage`` (which is
+``storage_url``; a test package may override it), ``client`` a Client connected to it.
+``sqlite_url`` and ``postgres_url`` give one back end only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +92,31 @@ def store(storage_url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def chief_storage(storage_url: str) -> str:
+    """The chief's database: the shared per-test storage (override to narrow it)."""
+    return storage_url
+
+
+@pytest.fixture
+def chief(chief_storage: str) -> Iterator[object]:
+    """An in-process chief on a free port with a short hold and a fast lease sweeper."""
+    from hpsearch.chief import Chief
+
+    server = Chief(chief_storage, host="127.0.0.1", port=0, hold_seconds=1.0, sweep_seconds=0.2)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(0)
+
+
+@pytest.fixture
+def client(chief: Any) -> Iterator[object]:
+    """A Client of ``chief`` with short deadlines."""
+    from hpsearch.client import Client
+
+    with Client(chief.address, timeout=5.0, wait_seconds=1.0, retry_seconds=10.0) as c:
+        yield c

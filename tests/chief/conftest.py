@@ -16,33 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hpsearch.chief import Chief
-from hpsearch.client import Client
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def chief_storage(storage_url: str) -> str:
-    """The shared per-test storage (SQLite, and PostgreSQL when configured)."""
-    return storage_url
-
-
-@pytest.fixture
-def chief(chief_storage: str) -> Iterator[Chief]:
-    """An in-process chief on a free port with a short hold and a fast lease sweeper."""
-    server = Chief(chief_storage, host="127.0.0.1", port=0, hold_seconds=1.0, sweep_seconds=0.2)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop(0)
-
-
-@pytest.fixture
-def client(chief: Chief) -> Iterator[Client]:
-    with Client(chief.address, timeout=5.0, wait_seconds=1.0, retry_seconds=10.0) as c:
-        yield c
 
 
 def study_yaml(name: str, **overrides: object) -> str:

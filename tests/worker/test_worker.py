@@ -123,7 +123,7 @@ def test_gpu_slots_run_trials_side_by_side_on_their_own_devices(
 
 
 def test_a_killed_worker_loses_its_trial_and_the_retry_resumes_from_the_checkpoint(
-    chief: Chief, client: Client, tmp_path: Path, worker_storage: str
+    chief: Chief, client: Client, tmp_path: Path
 ) -> None:
     study = make_study(client, "killed", max_trials=1, lease_seconds=2)
     env = dict(os.environ, FAKE_TRIAL_MODE="slow", FAKE_TRIAL_SLEEP="0.6", FAKE_TRIAL_STEPS="5")
