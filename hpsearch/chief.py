@@ -32,6 +32,7 @@ from hpsearch.security import ServerSecurity, is_loopback
 from hpsearch.service import Server, build_server
 from hpsearch.space import load_study
 from hpsearch.store.api import DEFAULT_URL, Store
+from hpsearch.store.engine import safe_url
 from hpsearch.store.fencing import ChiefLease, ChiefLeaseLostError
 
 logger = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class Chief:
             self.server.health_port,
             self.server.keras_tuner_port,
             self.study,
-            _safe_url(self.storage),
+            safe_url(self.storage),
         )
         return self
 
@@ -332,15 +333,6 @@ def resolve_study(oracle: Oracle, study: str) -> Study:
             f"no study named {study!r} in this database and no such study file; "
             "pass a study file (.yaml/.json) or create the study first"
         ) from None
-
-
-def _safe_url(url: str) -> str:
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
 
 
 def main(argv: list[str] | None = None) -> int:
