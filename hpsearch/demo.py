@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from hpsearch.errors import InvalidArgumentError
 from hpsearch.records import TrialState
-from hpsearch.space import Budget, StudyConfig, load_study, loads_study
+from hpsearch.space import Budget, StudyConfig, load_study
 
 if TYPE_CHECKING:
     from hpsearch.chief import Chief
@@ -27,21 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-
-#: The classic Keras MLP study (examples/mnist_mlp.yaml) when run from a source tree.
-FALLBACK_STUDY = """\
-name: mnist-mlp
-metric: {name: val_accuracy, goal: maximize}
-parameters:
-  learning_rate: {type: double, min: 1e-4, max: 1e-1, scale: log}
-  n_hidden:      {type: integer, min: 0, max: 10}
-  n_neurons:     {type: integer, min: 1, max: 300, scale: log}
-  optimizer:     {type: categorical, values: [sgd, adam]}
-  momentum:      {type: double, min: 0.0, max: 0.99, when: {optimizer: [sgd]}}
-budget: {max_trials: 100, parallel_trials: 20, max_failed_trials: 10}
-algorithm: bayesian
-measurement: best
-"""
 
 
 def run_demo(
@@ -90,7 +75,12 @@ def run_demo(
 
 def _demo_config(study_name: str | None, trials: int, workers: int) -> StudyConfig:
     example = REPO / "examples" / "mnist_mlp.yaml"
-    config = load_study(example) if example.is_file() else loads_study(FALLBACK_STUDY)
+    if not example.is_file():
+        raise InvalidArgumentError(
+            "examples/mnist_mlp.yaml not found: run the demo from a clone of the hpsearch "
+            "repository"
+        )
+    config = load_study(example)
     name = study_name or f"demo-digits-{time.strftime('%Y%m%d-%H%M%S')}"
     budget = Budget(
         max_trials=trials, parallel_trials=workers, max_failed_trials=trials, max_attempts=2
