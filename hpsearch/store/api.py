@@ -50,6 +50,7 @@ from hpsearch.records import (
 from hpsearch.space import Goal, Params, ParamValue, Space, StudyConfig
 from hpsearch.store import fencing
 from hpsearch.store.engine import (
+    GroupCommit,
     db_now,
     make_engine,
     normalize_url,
@@ -100,11 +101,18 @@ class Store:
             raise
         self._sql = statements(self._engine.dialect.name)
         self._write_lock = process_write_lock(self._engine)
+        self._writes = GroupCommit(self._engine, write_lock=self._write_lock)
 
     @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine, for read-only queries outside this interface (dashboard)."""
         return self._engine
+
+    @property
+    def write_stats(self) -> tuple[int, int]:
+        """``(transactions, writes)`` committed by this process's group commit so far:
+        how many writes shared a transaction (for diagnostics and benchmarks)."""
+        return self._writes.groups, self._writes.writes
 
     def close(self) -> None:
         """Close every pooled connection.  The store must not be used afterwards."""
@@ -741,9 +749,9 @@ class Store:
     def _write(self, fn: Callable[[Connection], R | BaseException], what: str) -> R:
         # ``fn`` may return an exception: it is raised after the transaction commits (a
         # refused report still commits the expiry of the lapsed lease it found).
-        result = run_transaction(
-            self._engine, fn, write=True, what=what, write_lock=self._write_lock
-        )
+        # Concurrent writers share transactions (group commit); each still returns only
+        # after its own write is committed.
+        result = self._writes.run(fn, what)
         if isinstance(result, BaseException):
             raise result
         return result

@@ -1,0 +1,79 @@
+"""Group commit: concurrent writers share transactions, each keeps its own outcome."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from hpsearch.errors import NotFoundError, StaleAttemptError
+from hpsearch.records import TrialState
+from hpsearch.store import Store
+
+from .helpers import study_config
+
+THREADS = 16
+PER_THREAD = 30
+
+
+def test_concurrent_writes_share_transactions_and_stay_gapless(store: Store) -> None:
+    study = store.create_study(study_config()).name
+    barrier = threading.Barrier(THREADS)
+    before = store.write_stats
+
+    def work(k: int) -> list[int]:
+        barrier.wait()
+        numbers = []
+        for _ in range(PER_THREAD):
+            trial = store.create_trial(study, {"k": k}, worker_id=f"w{k}")
+            store.add_measurement(study, trial.number, 1, 1, {"score": 0.5})
+            done = store.complete_trial(study, trial.number, 1, float(trial.number))
+            assert done.state is TrialState.COMPLETED and done.value == float(trial.number)
+            numbers.append(trial.number)
+        return numbers
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        numbers = [n for batch in pool.map(work, range(THREADS)) for n in batch]
+    total = THREADS * PER_THREAD
+    assert sorted(numbers) == list(range(total))
+    assert store.count_trials(study)[TrialState.COMPLETED] == total
+    assert len(store.list_measurements(study)) == total
+    transactions, writes = (a - b for a, b in zip(store.write_stats, before, strict=True))
+    assert writes == 3 * total
+    assert transactions < writes, "no two concurrent writes shared a transaction"
+
+
+def test_a_failing_write_does_not_touch_the_others_in_its_group(store: Store) -> None:
+    study = store.create_study(study_config()).name
+    finished = store.create_trial(study, {}, worker_id="w")
+    store.complete_trial(study, finished.number, 1, 1.0)
+    barrier = threading.Barrier(THREADS)
+
+    def work(k: int) -> list[object]:
+        barrier.wait()
+        outcomes: list[object] = []
+        for _ in range(PER_THREAD):
+            try:
+                if k % 4 == 0:  # raises inside the transaction
+                    store.create_trial("no-such-study", {}, worker_id=f"w{k}")
+                elif k % 4 == 1:  # refused after the guarded UPDATE matched nothing
+                    store.complete_trial(study, finished.number, 1, 2.0)
+                else:
+                    outcomes.append(store.create_trial(study, {"k": k}, worker_id=f"w{k}"))
+                    continue
+            except (NotFoundError, StaleAttemptError) as error:
+                outcomes.append(type(error))
+        return outcomes
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(work, range(THREADS)))
+    for k, outcomes in enumerate(results):
+        if k % 4 == 0:
+            assert outcomes == [NotFoundError] * PER_THREAD
+        elif k % 4 == 1:
+            assert outcomes == [StaleAttemptError] * PER_THREAD
+    created = [t for k, o in enumerate(results) if k % 4 > 1 for t in o]
+    assert sorted(t.number for t in created) == list(range(1, len(created) + 1))  # type: ignore[attr-defined]
+    stored = store.list_trials(study)
+    assert len(stored) == 1 + len(created)
+    assert stored[0].value == 1.0  # the refused completions changed nothing
+    assert all(t.state is TrialState.RUNNING for t in stored[1:])
