@@ -368,6 +368,7 @@ class GroupCommit:
         try:
             self._run_group(group)
         finally:
+            successor: _Write | None = None
             with self._mutex:
                 self.groups += 1
                 self.writes += len(group)
@@ -375,7 +376,6 @@ class GroupCommit:
                     successor = self._queue[0]
                     successor.promoted = True
                 else:
-                    successor = None
                     self._leading = False
             for write in group:
                 if write.error is None and write.result is _UNSET:
