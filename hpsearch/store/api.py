@@ -49,6 +49,7 @@ from hpsearch.records import (
 )
 from hpsearch.space import Goal, Params, ParamValue, Space, StudyConfig
 from hpsearch.store import fencing
+from hpsearch.store.driver import DriverStatement
 from hpsearch.store.engine import (
     GroupCommit,
     db_now,
@@ -102,6 +103,24 @@ class Store:
         self._sql = statements(self._engine.dialect.name)
         self._write_lock = process_write_lock(self._engine)
         self._writes = GroupCommit(self._engine, write_lock=self._write_lock)
+        # The statements of a trial's life, run on the driver's cursor (see driver.py).
+        sql = self._sql
+        self._hot: dict[int, DriverStatement] = {
+            id(stmt): DriverStatement(stmt, self._engine.dialect)
+            for stmt in (
+                sql.next_number,
+                sql.insert_running_trial,
+                sql.insert_attempt,
+                sql.renew,
+                sql.add_measurement,
+                sql.complete,
+                sql.fail,
+                sql.stop,
+                sql.end_attempt,
+                *([sql.create_running_one] if sql.create_running_one is not None else []),
+                *sql.leave_running_one.values(),
+            )
+        }
 
     @property
     def engine(self) -> Engine:
@@ -281,7 +300,7 @@ class Store:
             args = {**values, "b_lease": lease}
 
             def one_round_trip(conn: Connection) -> Trial:
-                row = conn.execute(one_statement, args).first()
+                row = self._first(conn, one_statement, args)
                 if row is None:
                     raise _no_study(study)
                 return _trial(row)
@@ -291,15 +310,16 @@ class Store:
             return trial
 
         def body(conn: Connection) -> Trial:
-            counter = conn.execute(self._sql.next_number, values).first()
+            counter = self._first(conn, self._sql.next_number, values)
             if counter is None:
                 raise _no_study(study)
             args = {**values, "b_study_id": counter.id, "b_number": counter.trial_count - 1}
             if values["b_worker"] is None:
                 return _trial(conn.execute(self._sql.insert_waiting_trial, args).one())
             args["b_lease"] = counter.lease_seconds if lease is None else lease
-            row = conn.execute(self._sql.insert_running_trial, args).one()
-            conn.execute(
+            row = self._first(conn, self._sql.insert_running_trial, args)
+            self._first(
+                conn,
                 self._sql.insert_attempt,
                 {
                     "b_trial_id": row.id,
@@ -415,7 +435,7 @@ class Store:
         }
 
         def body(conn: Connection) -> Trial | BaseException:
-            row = conn.execute(self._sql.renew, values).first()
+            row = self._first(conn, self._sql.renew, values)
             if row is not None:
                 return _trial(row)
             return self._refuse(conn, values, "renew its lease")
@@ -641,7 +661,7 @@ class Store:
         }
 
         def body(conn: Connection) -> MeasurementRecord | BaseException:
-            row = conn.execute(self._sql.add_measurement, values).first()
+            row = self._first(conn, self._sql.add_measurement, values)
             if row is None:
                 row = conn.execute(self._sql.measurement, values).first()
                 if row is None:
@@ -741,6 +761,14 @@ class Store:
         return self._read(fencing.current_lease)
 
     # -- internals ------------------------------------------------------------------------
+    def _first(self, conn: Connection, stmt: Any, args: Mapping[str, Any]) -> Any:
+        """The first row ``stmt`` returns (None if none), run in ``conn``'s transaction;
+        a hot-path statement runs on the driver's cursor."""
+        hot = self._hot.get(id(stmt))
+        if hot is not None:
+            return hot.first(conn, args)
+        return conn.execute(stmt, args).first()
+
     def _read(self, fn: Callable[[Connection], R]) -> R:
         return run_transaction(
             self._engine, fn, write=False, what="read", write_lock=self._write_lock
@@ -776,7 +804,7 @@ class Store:
             args = {**values, **attempt_values}
 
             def one_round_trip(conn: Connection) -> Trial | BaseException:
-                row = conn.execute(one_statement, args).first()
+                row = self._first(conn, one_statement, args)
                 if row is None:
                     return self._refuse(conn, values, action, outcome, same)
                 return _trial(row)
@@ -784,10 +812,10 @@ class Store:
             return self._write(one_round_trip, f"{outcome.value.lower()} trial")
 
         def body(conn: Connection) -> Trial | BaseException:
-            row = conn.execute(stmt, values).first()
+            row = self._first(conn, stmt, values)
             if row is None:
                 return self._refuse(conn, values, action, outcome, same)
-            conn.execute(self._sql.end_attempt, {**attempt_values, "b_trial_id": row.id})
+            self._first(conn, self._sql.end_attempt, {**attempt_values, "b_trial_id": row.id})
             return _trial(row)
 
         return self._write(body, f"{outcome.value.lower()} trial")
