@@ -206,15 +206,29 @@ def _sqlite_engine(url: URL, *, pool_size: int, max_overflow: int, busy_timeout:
         finally:
             cursor.close()
 
+    driver_error = engine.dialect.loaded_dbapi.Error
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # A write transaction takes the write lock up front: waiting for it is governed by
         # busy_timeout.  A deferred transaction that upgrades to a writer later fails with
         # SQLITE_BUSY at once in WAL mode; that is the "database is locked" we avoid.
-        if conn.get_execution_options().get(WRITE_OPTION):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")
+        statement = (
+            "BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN"
+        )
+        if conn.dispatch.before_cursor_execute or conn.engine.echo:
+            conn.exec_driver_sql(statement)  # someone watches the statements: let them see it
+            return
+        # Straight to the driver (hot path: once per transaction).  A lock timeout is still
+        # the DBAPIError that run_transaction retries.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        try:
+            driver.execute(statement)
+        except driver_error as exc:
+            raise DBAPIError.instance(
+                statement, (), exc, driver_error, dialect=conn.dialect
+            ) from exc
 
     return engine
 
