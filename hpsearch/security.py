@@ -177,10 +177,15 @@ def bearer_matches(header: str | None, token: str) -> bool:
 
 class RequestGuard(grpc.ServerInterceptor):
     """Every RPC but health: check the bearer token (when one is set), then parse the
-    request here so that a malformed message is INVALID_ARGUMENT, not gRPC's INTERNAL."""
+    request here so that a malformed message is INVALID_ARGUMENT, not gRPC's INTERNAL.
+
+    The guarded handler of a method is built once and reused (this runs on every call:
+    the chief's hot path); the token is checked inside it, from the call's metadata.
+    """
 
     def __init__(self, token: str | None) -> None:
         self._token = token
+        self._guarded: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def intercept_service(
         self,
@@ -188,20 +193,32 @@ class RequestGuard(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
+        try:
+            return self._guarded[method]
+        except KeyError:
+            pass
         handler = continuation(handler_call_details)
+        guarded = self._guard(method, handler)
+        if handler is not None and len(self._guarded) < 256:  # unknown methods: not kept
+            self._guarded[method] = guarded
+        return guarded
+
+    def _guard(
+        self, method: str, handler: grpc.RpcMethodHandler | None
+    ) -> grpc.RpcMethodHandler | None:
         if method.startswith(HEALTH_PREFIX) or handler is None:
             return handler
         if handler.request_streaming or handler.response_streaming or handler.unary_unary is None:
             return handler  # hpsearch serves unary calls only
-        allowed = self._token is None or any(
-            key == "authorization" and bearer_matches(str(value), self._token)
-            for key, value in handler_call_details.invocation_metadata or ()
-        )
+        token = self._token
         behaviour = handler.unary_unary
         parse = handler.request_deserializer
 
         def guarded(raw: Any, context: grpc.ServicerContext) -> Any:
-            if not allowed:
+            if token is not None and not any(
+                key == "authorization" and bearer_matches(str(value), token)
+                for key, value in context.invocation_metadata() or ()
+            ):
                 logger.info("rpc refused method=%s code=UNAUTHENTICATED", method)
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
             try:
