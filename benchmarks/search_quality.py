@@ -40,6 +40,7 @@ import concurrent.futures  # noqa: E402
 import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
@@ -357,6 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--save-cells", type=Path, default=None, help="also write every cell's regrets (JSON)"
+    )
+    parser.add_argument(
+        "--load-cells",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="add cells saved by --save-cells of earlier runs (same seeds and budget) to the "
+        "report; cells run now take precedence",
+    )
     args = parser.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
     budget = args.budget or (30 if args.quick else 60)
@@ -392,11 +404,29 @@ def main(argv: list[str] | None = None) -> int:
                 f"{np.median(values):.4g} seconds={spent:.1f}",
                 flush=True,
             )
+    if args.save_cells:
+        cells_json = [
+            {"problem": n, "batch": b, "method": m, "regrets": regret[(n, b, m)],
+             "seconds": seconds[(n, b, m)], "seeds": seeds, "budget": budget}
+            for n, b, m in regret
+        ]  # fmt: skip
+        args.save_cells.write_text(json.dumps(cells_json, indent=1))
+    names, batches = list(args.problems), list(args.batch)
+    for path in args.load_cells:
+        for cell in json.loads(path.read_text()):
+            if cell["seeds"] != seeds or cell["budget"] != budget:
+                raise SystemExit(f"{path}: cells of another seeds/budget setting")
+            key = (cell["problem"], cell["batch"], cell["method"])
+            if key not in regret:
+                regret[key], seconds[key] = cell["regrets"], cell["seconds"]
+    if args.load_cells:
+        # Report every problem, batch and method that has all of its cells.
+        names = [n for n in problems() if any(k[0] == n for k in regret)]
+        batches = sorted({k[1] for k in regret})
+        methods = [m for m in METHODS if all((n, b, m) in regret for n in names for b in batches)]
     lat = {} if args.no_latency else latency(args.latency_repeats, 5, methods)
     command = "python benchmarks/search_quality.py " + " ".join(argv or sys.argv[1:])
-    report = _report(
-        args.problems, args.batch, methods, regret, seconds, lat, seeds, budget, command.strip()
-    )
+    report = _report(names, batches, methods, regret, seconds, lat, seeds, budget, command.strip())
     report += f"\nTotal wall time: {time.perf_counter() - started:.0f} s.\n"
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
