@@ -72,6 +72,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///hpsearch.db"
 MAX_LEASE_SECONDS = 7 * 86400.0
+#: Write transactions (groups of concurrent writes) in flight at once on PostgreSQL.
+POSTGRES_WRITE_GROUPS = 4
 
 R = TypeVar("R")
 
@@ -102,7 +104,9 @@ class Store:
             raise
         self._sql = statements(self._engine.dialect.name)
         self._write_lock = process_write_lock(self._engine)
-        self._writes = GroupCommit(self._engine, write_lock=self._write_lock)
+        # One writer at a time on SQLite; on PostgreSQL a few groups commit side by side.
+        leaders = 1 if self._engine.dialect.name == "sqlite" else POSTGRES_WRITE_GROUPS
+        self._writes = GroupCommit(self._engine, write_lock=self._write_lock, max_leaders=leaders)
         # The statements of a trial's life, run on the driver's cursor (see driver.py).
         sql = self._sql
         self._hot: dict[int, DriverStatement] = {

@@ -309,16 +309,20 @@ _UNSET: Any = object()
 class _Write:
     """One caller's write in the group-commit queue."""
 
-    __slots__ = ("error", "fn", "promoted", "result", "served", "what")
+    __slots__ = ("error", "fn", "group", "result", "served", "what")
 
     def __init__(self, fn: Callable[[Connection], Any], what: str) -> None:
         self.fn = fn
         self.what = what
         self.served = threading.Lock()
-        self.served.acquire()  # released by the leader that runs it, or to promote it
-        self.promoted = False
+        self.served.acquire()  # released by the leader that ran it, or to make it lead
+        self.group: list[_Write] | None = None  # the group it is to lead, when handed one
         self.result: Any = _UNSET
         self.error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or self.result is not _UNSET
 
 
 class _WriteFailed(Exception):
@@ -328,15 +332,19 @@ class _WriteFailed(Exception):
 class GroupCommit:
     """Write transactions of concurrent threads, committed together.
 
-    The first caller to arrive becomes the leader: it takes every write queued so far (up
-    to ``max_group``), runs them in one transaction in arrival order, commits once, and
-    hands each caller its own result; callers that arrive meanwhile queue up, and the
-    first of them leads the next group.  Each caller still returns only after the commit
-    that holds its write (a result is committed before the RPC that reported it
-    returns), and the outcome of each write is what it would have been alone, run in that
-    order.  What it saves: the per-transaction cost (pool checkout, BEGIN, COMMIT, on
-    PostgreSQL a flush to disk per commit) is paid once per group, and threads no longer
-    convoy on the database's write lock one transaction at a time.
+    A caller that finds fewer than ``max_leaders`` groups running becomes a leader: it
+    takes the writes queued so far (up to ``max_group``, its own included), runs them in
+    one transaction, commits once, and hands each caller its own result; callers that
+    arrive while every leader is busy queue up, and the first of them leads the next
+    group.  One leader on SQLite (one writer at a time anyway); a few on PostgreSQL, where
+    a group's commit waits for a disk flush and other groups can run meanwhile.
+
+    Each caller still returns only after the commit that holds its write (a result is
+    committed before the RPC that reported it returns), and the outcome of each write is
+    what it would have been alone, run in that order.  What it saves: the per-transaction
+    cost (pool checkout, BEGIN, COMMIT, on PostgreSQL a flush to disk per commit) is paid
+    once per group, and threads no longer convoy on the database's write lock one
+    transaction at a time.
 
     When any write of a group raises (a domain error, a constraint violation, a lost lock
     race inside it), the group is rolled back and its writes are run again one per
@@ -350,13 +358,15 @@ class GroupCommit:
         *,
         write_lock: AbstractContextManager[Any] | None = None,
         max_group: int = 64,
+        max_leaders: int = 1,
     ) -> None:
         self._engine = engine
         self._write_lock = write_lock
         self._max_group = max_group
+        self._max_leaders = max_leaders
         self._mutex = threading.Lock()
         self._queue: list[_Write] = []
-        self._leading = False
+        self._leaders = 0
         self.groups = 0  # transactions committed for groups (statistics)
         self.writes = 0  # writes run
 
@@ -364,40 +374,52 @@ class GroupCommit:
         write = _Write(fn, what)
         with self._mutex:
             self._queue.append(write)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
-            write.served.acquire()  # until the leader ran it, or made this thread leader
-            lead = write.promoted
-        if lead:
-            self._lead()
+            group = None
+            if self._leaders < self._max_leaders:
+                self._leaders += 1
+                group = self._take(write)
+        if group is None:
+            write.served.acquire()  # until a leader ran it, or handed this thread a group
+            group = write.group
+        if group is not None:
+            self._lead(group, write)
+            with self._mutex:
+                if self._queue:  # the next queued caller leads the next group
+                    successor = self._queue[0]
+                    successor.group = self._take(successor)
+                    successor.served.release()
+                else:
+                    self._leaders -= 1
         if write.error is not None:
             raise write.error
         return write.result  # type: ignore[no-any-return]
 
-    def _lead(self) -> None:
-        with self._mutex:
-            group = self._queue[: self._max_group]
-            del self._queue[: self._max_group]
+    def _take(self, own: _Write) -> list[_Write]:
+        """The next group, which holds ``own`` (the leader's write): the queue's first
+        ``max_group`` writes, or ``own`` and the first ones before it.  Concurrent writes
+        have no order among them; one caller has one write in flight at a time."""
+        queue, size = self._queue, self._max_group
+        window = queue[:size]
+        if any(w is own for w in window):
+            del queue[:size]
+            return window
+        queue.remove(own)
+        group = [*queue[: size - 1], own]
+        del queue[: size - 1]
+        return group
+
+    def _lead(self, group: list[_Write], own: _Write) -> None:
         try:
             self._run_group(group)
         finally:
-            successor: _Write | None = None
             with self._mutex:
                 self.groups += 1
                 self.writes += len(group)
-                if self._queue:  # the next queued caller leads the next group
-                    successor = self._queue[0]
-                    successor.promoted = True
-                else:
-                    self._leading = False
             for write in group:
-                if write.error is None and write.result is _UNSET:
+                if not write.done:
                     write.error = StorageError(f"database {write.what} was interrupted")
-            for write in group[1:]:  # group[0] is this thread's own write
-                write.served.release()
-            if successor is not None:
-                successor.served.release()
+                if write is not own:
+                    write.served.release()
 
     def _run_group(self, group: list[_Write]) -> None:
         if len(group) > 1:

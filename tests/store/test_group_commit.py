@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import Connection, text
 
 from hpsearch.errors import NotFoundError, StaleAttemptError
 from hpsearch.records import TrialState
 from hpsearch.store import Store
+from hpsearch.store.engine import GroupCommit
 
 from .helpers import study_config
 
@@ -77,3 +82,39 @@ def test_a_failing_write_does_not_touch_the_others_in_its_group(store: Store) ->
     assert len(stored) == 1 + len(created)
     assert stored[0].value == 1.0  # the refused completions changed nothing
     assert all(t.state is TrialState.RUNNING for t in stored[1:])
+
+
+@pytest.mark.parametrize(("max_group", "max_leaders"), [(2, 1), (3, 3)])
+def test_every_caller_gets_its_own_result_when_groups_overflow(
+    store: Store, max_group: int, max_leaders: int
+) -> None:
+    """Small groups and several leaders: writes queue beyond one group, and each caller
+    still gets back what its own write returned, exactly once."""
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE probe (who VARCHAR(16) PRIMARY KEY)"))
+    lock = None if store.engine.dialect.name != "sqlite" else threading.Lock()
+    group = GroupCommit(
+        store.engine, write_lock=lock, max_group=max_group, max_leaders=max_leaders
+    )
+    barrier = threading.Barrier(THREADS)
+
+    def insert(who: str) -> Callable[[Connection], str]:
+        def write(conn: Connection) -> str:
+            conn.execute(text("INSERT INTO probe (who) VALUES (:who)"), {"who": who})
+            return who
+
+        return write
+
+    def work(k: int) -> list[str]:
+        barrier.wait()
+        return [group.run(insert(f"{k}-{i}"), "probe") for i in range(PER_THREAD)]
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(work, range(THREADS)))
+    for k, got in enumerate(results):
+        assert got == [f"{k}-{i}" for i in range(PER_THREAD)]
+    with store.engine.connect() as conn:
+        stored = sorted(conn.execute(text("SELECT who FROM probe")).scalars())
+    assert stored == sorted(f"{k}-{i}" for k in range(THREADS) for i in range(PER_THREAD))
+    assert group.writes == THREADS * PER_THREAD
+    assert group.groups < group.writes
