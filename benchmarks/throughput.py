@@ -26,6 +26,7 @@ Results are printed and written to benchmarks/results/throughput.md.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import random
@@ -39,7 +40,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,7 @@ class Run:
     latencies: list[float]
     errors: int = 0
     cpu_seconds: float = float("nan")  # the chief process's CPU time in the window
+    repeat: int = 1
 
     @property
     def cpu_ms_per_trial(self) -> float:
@@ -200,6 +202,47 @@ def drive(
 
 
 # -- chiefs ----------------------------------------------------------------------------------
+#: CPUs for the chief under test and for this process (the workers), when pinned.
+PINNING: tuple[set[int], set[int]] | None = None
+
+
+def pin(enabled: bool) -> str:
+    """Give every chief the last CPU and the worker threads the others (``--pin``).
+
+    On a small machine the workers' client threads, the chief's threads and anything else
+    running share the same cores, and the chief's trials/s then says as much about the
+    scheduler as about the chief; pinned, each chief (Keras Tuner's and hpsearch's alike)
+    has one core of its own, as it would on its own machine.  Returns a line for the report.
+    """
+    global PINNING
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not enabled or len(cpus) < 2:
+        PINNING = None
+        return "Not pinned: the chief, the worker threads and other work share every core."
+    PINNING = ({cpus[-1]}, set(cpus[:-1]))
+    os.sched_setaffinity(0, PINNING[1])
+    return (
+        f"Pinned: each chief runs on CPU {cpus[-1]} alone (all of its threads), the worker "
+        f"threads of this harness on CPU {','.join(map(str, cpus[:-1]))} (`--no-pin` to share)."
+    )
+
+
+def _pin_chief(pid: int) -> None:
+    """Move the chief's process (every thread it has; threads it starts later inherit it)
+    to its CPU.  Called right after it is started, and again once it serves."""
+    if PINNING is None:
+        return
+    try:
+        threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        threads = [pid]
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, PINNING[0])
+        except OSError:
+            pass  # a thread that just ended
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -240,8 +283,14 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def hpsearch_chief(
-    storage: str, workdir: Path, *, max_trials: int = 10**7, parallel: int = 64
+    storage: str,
+    workdir: Path,
+    *,
+    max_trials: int = 10**7,
+    parallel: int = 64,
+    repo: Path = REPO,
 ) -> Iterator[tuple[str, int]]:
+    """A chief run from ``repo`` (``python -m hpsearch.chief`` in that checkout)."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
     study = workdir / f"{name}.yaml"
     study.write_text(
@@ -274,14 +323,16 @@ def hpsearch_chief(
             "--port",
             str(port),
             "--log-level",
-            "WARNING",
+            os.environ.get("HPSEARCH_BENCH_LOG_LEVEL", "WARNING"),
         ],
-        cwd=REPO,
+        cwd=repo,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    _pin_chief(proc.pid)
     try:
         wait_ready(f"127.0.0.1:{port}", proc, 60, health=True)
+        _pin_chief(proc.pid)
         yield f"127.0.0.1:{port}", proc.pid
     finally:
         stop_process(proc)
@@ -302,10 +353,15 @@ def keras_tuner_chief(workdir: Path) -> Iterator[tuple[str, int]]:
     project = workdir / f"kt-{uuid.uuid4().hex[:8]}"
     log = (workdir / f"{project.name}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(project)], env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, str(script), str(project)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
+    _pin_chief(proc.pid)
     try:
         wait_ready(f"127.0.0.1:{port}", proc, 180, health=False)
+        _pin_chief(proc.pid)
         yield f"127.0.0.1:{port}", proc.pid
     finally:
         proc.kill()  # its server loop only exits after a STOPPED trial
@@ -344,21 +400,47 @@ def storages(
 
 
 # -- the measurements ------------------------------------------------------------------------
-def throughput(args: argparse.Namespace, workdir: Path) -> list[Run]:
-    runs: list[Run] = []
-    for label, storage_cm in storages(workdir, args.postgres):
-        with storage_cm as storage:
-            for n in args.workers:
-                with hpsearch_chief(storage, workdir) as (address, pid):
-                    run = drive(address, label, n, args.seconds, args.warmup, pid)
-                runs.append(run)
-                log_run(run)
+ChiefFactory = Callable[[], AbstractContextManager[tuple[str, int]]]
+
+
+def chiefs(args: argparse.Namespace, workdir: Path) -> list[tuple[str, ChiefFactory]]:
+    """The chiefs under test, each a factory of a fresh chief (new file or database)."""
+
+    @contextmanager
+    def sqlite(repo: Path = REPO) -> Iterator[tuple[str, int]]:
+        url = f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+        with hpsearch_chief(url, workdir, repo=repo) as chief:
+            yield chief
+
+    @contextmanager
+    def postgres() -> Iterator[tuple[str, int]]:
+        with postgres_database(args.postgres) as url, hpsearch_chief(url, workdir) as chief:
+            yield chief
+
+    found: list[tuple[str, ChiefFactory]] = [("hpsearch (SQLite)", sqlite)]
+    if args.postgres:
+        found.append(("hpsearch (PostgreSQL)", postgres))
+    if args.baseline:
+        label = f"hpsearch {args.baseline_label or args.baseline.name} (SQLite)"
+        found.append((label, lambda: sqlite(args.baseline)))
     if not args.skip_keras_tuner:
+        found.append((KT_LABEL, lambda: keras_tuner_chief(workdir)))
+    return found
+
+
+def throughput(args: argparse.Namespace, workdir: Path) -> list[Run]:
+    """Every chief at every worker count, interleaved (so that the machine's load drifts
+    over all of them alike), ``args.repeats`` times."""
+    runs: list[Run] = []
+    found = chiefs(args, workdir)
+    for repeat in range(1, args.repeats + 1):
         for n in args.workers:
-            with keras_tuner_chief(workdir) as (address, pid):
-                run = drive(address, KT_LABEL, n, args.seconds, args.warmup, pid)
-            runs.append(run)
-            log_run(run)
+            for label, factory in found:
+                with factory() as (address, pid):
+                    run = drive(address, label, n, args.seconds, args.warmup, pid)
+                run.repeat = repeat
+                runs.append(run)
+                log_run(run, f"[{repeat}] " if args.repeats > 1 else "")
     return runs
 
 
@@ -516,6 +598,44 @@ def log_run(run: Run, prefix: str = "") -> None:
 
 
 # -- report ----------------------------------------------------------------------------------
+def ratios(runs: list[Run], workers: int) -> list[str]:
+    """Medians over rounds at ``workers``, and each hpsearch chief's ratio to Keras Tuner's
+    (of the medians, and round by round: the chiefs of one round ran minutes apart)."""
+    import statistics
+
+    at = [r for r in runs if r.workers == workers]
+    labels = list(dict.fromkeys(r.chief for r in at))
+    rounds = sorted({r.repeat for r in at})
+    lines = [
+        "",
+        f"Medians over {len(rounds)} round(s) at {workers} workers:",
+        "",
+        "| chief | trials/s | chief CPU ms per trial | trials/s ratio to Keras Tuner | "
+        "ratio, round by round |",
+        "|---|---:|---:|---:|---|",
+    ]
+
+    def rate(label: str, repeat: int) -> float:
+        return next((r.rate for r in at if r.chief == label and r.repeat == repeat), math.nan)
+
+    median = {
+        label: (
+            statistics.median(r.rate for r in at if r.chief == label),
+            statistics.median(r.cpu_ms_per_trial for r in at if r.chief == label),
+        )
+        for label in labels
+    }
+    kt = median.get(KT_LABEL, (math.nan, math.nan))[0]
+    for label in labels:
+        speed, cpu = median[label]
+        if label == KT_LABEL:
+            lines.append(f"| {label} | {speed:.1f} | {cpu:.2f} | 1 | |")
+            continue
+        each = ", ".join(f"{rate(label, k) / rate(KT_LABEL, k):.1f}x" for k in rounds)
+        lines.append(f"| {label} | {speed:.1f} | {cpu:.2f} | **{speed / kt:.1f}x** | {each} |")
+    return lines
+
+
 def report(
     args: argparse.Namespace,
     runs: list[Run],
@@ -537,30 +657,19 @@ def report(
         "calls), one thread and channel per worker, in the same process as each other. "
         "Algorithm **random** on both sides, so a Bayesian model fit does not dominate. "
         f"Each row: {args.warmup:g} s warm-up, then {args.seconds:g} s measured. Latency is "
-        "per trial (CreateTrial sent to EndTrial answered).",
+        "per trial (CreateTrial sent to EndTrial answered). " + getattr(args, "pinning", ""),
         "",
-        "| chief | workers | trials/s | p50 latency (ms) | p99 latency (ms) | chief CPU ms "
-        "per trial | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| chief | workers | round | trials/s | p50 latency (ms) | p99 latency (ms) | "
+        "chief CPU ms per trial | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for run in runs:
+    for run in sorted(runs, key=lambda r: (r.workers, r.chief, r.repeat)):
         lines.append(
-            f"| {run.chief} | {run.workers} | {run.rate:.1f} | {run.pct(0.5):.1f} | "
-            f"{run.pct(0.99):.1f} | {run.cpu_ms_per_trial:.2f} | {run.errors} |"
+            f"| {run.chief} | {run.workers} | {run.repeat} | {run.rate:.1f} | "
+            f"{run.pct(0.5):.1f} | {run.pct(0.99):.1f} | {run.cpu_ms_per_trial:.2f} | "
+            f"{run.errors} |"
         )
-    kt16 = [
-        r for r in runs if r.chief.startswith("Keras Tuner") and r.workers == max(args.workers)
-    ]
-    if kt16:
-        lines += ["", f"Ratio to Keras Tuner's chief at {kt16[0].workers} workers:"]
-        for run in runs:
-            if run.workers == kt16[0].workers and not run.chief.startswith("Keras Tuner"):
-                ratio = run.rate / kt16[0].rate if kt16[0].rate else float("inf")
-                cpu = kt16[0].cpu_ms_per_trial / run.cpu_ms_per_trial
-                lines.append(
-                    f"- {run.chief}: {ratio:.1f}x the trials/s; {cpu:.1f}x less chief CPU "
-                    "per trial"
-                )
+    lines += ratios(runs, max(args.workers))
     if sizes:
         lines += [
             "",
@@ -615,9 +724,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-seconds", type=float, default=8.0)
     parser.add_argument("--wait-seconds", type=float, default=10.0)
     parser.add_argument("--skip-keras-tuner", action="store_true")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over every chief; the report gives medians"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another hpsearch checkout (e.g. a git worktree of an older commit) to run "
+        "side by side on SQLite",
+    )
+    parser.add_argument("--baseline-label", help="its name in the report (default: the folder)")
     parser.add_argument("--skip-size", action="store_true")
     parser.add_argument(
         "--windows", type=int, default=8, help="alternating windows of the side-by-side size test"
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run each chief on a core of its own, the worker threads on the others (default)",
     )
     parser.add_argument("--quick", action="store_true", help="short run: a smoke test")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -625,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds, args.warmup, args.big = 3.0, 1.0, 500
         args.size_seconds, args.wait_seconds, args.windows = 2.0, 4.0, 2
+    args.pinning = pin(args.pin)
+    print(args.pinning, flush=True)
     with tempfile.TemporaryDirectory(prefix="hpsearch-bench-") as tmp:
         workdir = Path(tmp)
         print("throughput:", flush=True)

@@ -296,7 +296,14 @@ class Chief:
                     self.store.release_chief_lease(self.lease)
                 except HpsearchError as error:
                     logger.warning("chief lease not released error=%s", error)
+            transactions, writes = self.store.write_stats
             self.store.close()
+            logger.info(
+                "store writes=%d transactions=%d (%.1f writes per commit)",
+                writes,
+                transactions,
+                writes / max(transactions, 1),
+            )
         self.done.set()
         logger.info("chief stopped")
 
