@@ -433,7 +433,7 @@ class Store:
         """
         values = {
             "b_study": study,
-            "b_number": number,
+            "b_number": _check_id(number, "trial number"),
             "b_attempt": attempt,
             "b_lease": _check_lease(lease_seconds),
         }
@@ -469,7 +469,7 @@ class Store:
             self._sql.complete,
             {
                 "b_study": study,
-                "b_number": number,
+                "b_number": _check_id(number, "trial number"),
                 "b_attempt": attempt,
                 "b_value": checked,
                 "b_metrics": metric_data,
@@ -491,7 +491,7 @@ class Store:
             self._sql.fail,
             {
                 "b_study": study,
-                "b_number": number,
+                "b_number": _check_id(number, "trial number"),
                 "b_attempt": attempt,
                 "b_retry": bool(retry),
                 "b_message": message,
@@ -517,7 +517,12 @@ class Store:
         checked = None if value is None else _check_number(value, "the objective value")
         trial = self._leave_running(
             self._sql.stop,
-            {"b_study": study, "b_number": number, "b_attempt": attempt, "b_value": checked},
+            {
+                "b_study": study,
+                "b_number": _check_id(number, "trial number"),
+                "b_attempt": attempt,
+                "b_value": checked,
+            },
             AttemptState.STOPPED,
             lambda _trial: True,
             "stop it",
@@ -547,9 +552,10 @@ class Store:
 
     def get_trial(self, study: str, number: int) -> Trial:
         """NotFoundError if the study or the trial does not exist."""
+        args = {"b_study": study, "b_number": _check_id(number, "trial number")}
 
         def body(conn: Connection) -> Trial:
-            row = conn.execute(self._sql.trial, {"b_study": study, "b_number": number}).first()
+            row = conn.execute(self._sql.trial, args).first()
             if row is None:
                 self._require_trial(conn, study, number)
             return _trial(row)
@@ -622,9 +628,10 @@ class Store:
 
     def list_attempts(self, study: str, number: int) -> list[Attempt]:
         """Every attempt of a trial, first to last."""
+        args = {"b_study": study, "b_number": _check_id(number, "trial number")}
 
         def body(conn: Connection) -> list[Attempt]:
-            rows = conn.execute(self._sql.attempts, {"b_study": study, "b_number": number}).all()
+            rows = conn.execute(self._sql.attempts, args).all()
             if not rows:
                 self._require_trial(conn, study, number)
             return [
@@ -658,7 +665,7 @@ class Store:
             raise InvalidArgumentError("a measurement needs at least one metric")
         values = {
             "b_study": study,
-            "b_number": number,
+            "b_number": _check_id(number, "trial number"),
             "b_attempt": attempt,
             "b_step": step,
             "b_metrics": metric_data,
@@ -1055,6 +1062,16 @@ def _check_lease(lease_seconds: float | None) -> float | None:
             f"got {lease_seconds!r}"
         )
     return float(lease_seconds)
+
+
+def _check_id(value: int, what: str) -> int:
+    """A trial number or attempt the database can hold (its columns are 32-bit)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_ID:
+        raise InvalidArgumentError(f"{what} must be an integer in [0, {_MAX_ID}], got {value!r}")
+    return value
+
+
+_MAX_ID = 2**31 - 1
 
 
 def _check_worker(worker_id: str) -> str:

@@ -329,3 +329,22 @@ def test_create_trials_in_one_batch(store: Store) -> None:
     with pytest.raises(NotFoundError):
         store.create_trials("missing", [{"x": 1}])
     assert sum(store.count_trials(name).values()) == 5
+
+
+@pytest.mark.parametrize("number", [2**63, 2**31, -1])
+def test_a_trial_number_out_of_range_is_invalid_argument(store: Store, number: int) -> None:
+    study = store.create_study(study_config()).name
+    trial = store.create_trial(study, {}, worker_id="w")
+    calls = [
+        lambda: store.get_trial(study, number),
+        lambda: store.list_attempts(study, number),
+        lambda: store.renew_lease(study, number, 1),
+        lambda: store.add_measurement(study, number, 1, 1, {"score": 1.0}),
+        lambda: store.complete_trial(study, number, 1, 1.0),
+        lambda: store.fail_trial(study, number, 1, "x"),
+        lambda: store.stop_trial(study, number, 1),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgumentError, match="trial number must be an integer"):
+            call()
+    assert store.get_trial(study, trial.number).state is TrialState.RUNNING
