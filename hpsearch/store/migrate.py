@@ -93,9 +93,12 @@ def ensure_schema(engine: Engine, *, upgrade: bool) -> str:
     holds foreign tables, or when it is empty and ``upgrade`` is False.
     """
     head = HEAD_REVISION
-    current, has_studies = run_transaction(
+    # The tables first, then the revision: PostgreSQL reads each statement at its own
+    # snapshot, and a migration that another process commits in between (tables and
+    # revision together) must not look like tables without a revision.
+    has_studies, current = run_transaction(
         engine,
-        lambda conn: (_read_revision(conn), _has_table(conn, "studies")),
+        lambda conn: (_has_table(conn, "studies"), _read_revision(conn)),
         write=False,
         what="revision check",
     )
