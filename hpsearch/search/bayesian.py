@@ -9,18 +9,20 @@ One call to :func:`suggest_bayesian`:
    objective (negated for ``minimize``) and warp it with a Yeo-Johnson power transform,
    fit the GP's hyperparameters by MAP
    (:mod:`hpsearch.search.gp`) and maximise log EI (:mod:`hpsearch.search.acquisition`).
-   The GP's prior mean is pessimistic: ``PRIOR_MEAN`` = one standard deviation below
+   The GP's prior mean is pessimistic: ``PRIOR_MEAN`` = 1.5 standard deviations below
    the mean of the warped objective, so that far from every trial the model expects a
    poor value rather than an average one.  With a zero (average) prior mean, EI keeps
    paying for the variance of untried corners and edges, and the model extrapolates a
    slope past the last trials onto the boundary: measured on Branin, 4 of 10 seeds
    stalled on the edge x1 = 10 at f = 1.94 (optimum 0.398) for 40 trials, and on
    Hartmann-6 the seeds that found the global mode stopped 1e-4 to 1e-3 short of it.
-   Measured offsets (benchmarks/search_quality.py, 20 Hartmann-6 and 10 Branin and mixed
-   seeds, sequential): 0.5 still lets one Branin seed stall; 1.0 and 1.5 stall none and
-   end 2-10x closer to both optima; 1.5 starves the less tried values of a categorical
-   (3 of 10 seeds of the mixed space never left the wrong optimiser; 1 of 10 at 1.0,
-   none at 0): 1.0 is the compromise.
+   Measured (benchmarks/search_quality.py; 20 Hartmann-6, 10 Branin and 10 mixed seeds,
+   sequential and 8 in flight): offsets 0.25, 0.5, 1.0, 1.5, 2.0, 2.5 and the observed
+   minimum.  0.5 still lets a Branin seed stall; from 1.0 none does and both problems
+   end 2-10x closer to their optima; but a pessimistic mean starves the less tried
+   values of a categorical (3 of 10 mixed-space seeds at 1.5 never left the wrong
+   optimiser) unless the GP's signal variance is kept at least 1 (see
+   :mod:`hpsearch.search.gp`): 1.5 with that bound had no stalled or starved seed.
 3. Pending trials and the points already chosen in this call enter the GP as
    *kriging-believer* fantasies: observed, noise-free, at the posterior mean with the
    hyperparameters held fixed (a believed value above the incumbent becomes the
@@ -77,7 +79,7 @@ MAX_RETRIES = 64
 YJ_LAMBDAS = np.linspace(-3.0, 3.0, 121)
 # The GP's prior mean, in standard deviations of the (warped) objective around its mean:
 # pessimistic.  See the module doc.
-PRIOR_MEAN = -1.0
+PRIOR_MEAN = -1.5
 # Distance (in the encoded unit cube) a suggestion keeps from pending trials and from the
 # other suggestions of its batch.  Once the GP is confident, EI next to a believed point
 # can still beat EI elsewhere; spending two trials of one batch 1e-4 apart teaches nothing.
