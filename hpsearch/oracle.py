@@ -10,7 +10,9 @@ Threads:
   They take a study's own lock for short bookkeeping and never run a search algorithm.
 - One suggester thread fills each study's suggestion buffer by calling
   :func:`hpsearch.search.suggest` with no lock held; it is woken when a buffer runs low
-  or a result arrives.
+  or a result arrives.  Model fits (every algorithm but ``random``) run in a child
+  process (:class:`_FitProcess`), so they do not hold the interpreter lock the RPC
+  threads need.
 - One sweeper thread expires lapsed leases (``store.expire_leases``) and re-syncs the
   mirror from SQL, so a lost trial goes back to WAITING and is handed to the next asker.
 
@@ -23,10 +25,13 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -43,6 +48,7 @@ from hpsearch.records import (
     Trial,
     TrialState,
 )
+from hpsearch.search.encoding import params_key
 from hpsearch.space import Goal, Measurement, Params, Space, StudyConfig
 from hpsearch.store.api import Store
 
@@ -88,8 +94,10 @@ class Oracle:
         hold_seconds: float = DEFAULT_HOLD_SECONDS,
         sweep_seconds: float = 1.0,
         resync_seconds: float = 5.0,
+        suggest_in_process: bool = True,
     ) -> None:
         self.store = store
+        self._fits = _FitProcess() if suggest_in_process else None
         self.hold_seconds = hold_seconds
         self.sweep_seconds = sweep_seconds
         self.resync_seconds = resync_seconds
@@ -123,6 +131,8 @@ class Oracle:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        if self._fits is not None:
+            self._fits.close()
 
     # -- studies --------------------------------------------------------------------------
     def create_study(self, config: StudyConfig, *, exist_ok: bool = False) -> Study:
@@ -402,6 +412,8 @@ class Oracle:
                 break
             runtime.reserved += 1
             runtime.reserving.add(worker_id)
+            if params is not None:
+                runtime.in_flight.append(params)  # not in the buffer nor pending any more
             trial: Trial | None = None
             runtime.cond.release()
             try:
@@ -416,6 +428,7 @@ class Oracle:
                 runtime.reserved -= 1
                 runtime.reserving.discard(worker_id)
                 if params is not None:
+                    runtime.in_flight.remove(params)
                     runtime.reserved_new -= 1
                     if trial is None:  # the insert failed: give the slot back
                         runtime.total -= 1
@@ -647,16 +660,31 @@ class Oracle:
             if n <= 0:
                 return
             history = list(runtime.history)
-            pending = list(runtime.pending_params.values()) + kept
+            pending = list(runtime.pending_params.values()) + runtime.in_flight + kept
             version = runtime.space_version
             runtime.dirty = False
         started = time.perf_counter()
-        proposals = search.suggest(config, history, pending, n, runtime.rng)
+        if self._fits is not None and config.algorithm not in _CHEAP_ALGORITHMS:
+            proposals, runtime.rng = self._fits.suggest(config, history, pending, n, runtime.rng)
+        else:
+            proposals = search.suggest(config, history, pending, n, runtime.rng)
         elapsed = time.perf_counter() - started
         valid = [config.space.validate(p) for p in proposals]
         with runtime.cond:
             if runtime.space_version != version:
                 return  # the space changed while computing: these are stale
+            # Trials handed out while this ran were not in ``pending``: a deterministic
+            # design (a Sobol point) could propose one of them again.
+            taken = {
+                params_key(p)
+                for p in (
+                    *runtime.pending_params.values(),
+                    *runtime.in_flight,
+                    *(o.params for o in runtime.history[len(history) :]),
+                )
+            }
+            if taken:
+                valid = [p for p in valid if params_key(p) not in taken]
             if refresh:
                 runtime.buffer = deque(valid)
             else:
@@ -683,6 +711,75 @@ class Oracle:
                 logger.exception("lease sweep failed")
 
 
+def _suggest_remote(
+    config: StudyConfig,
+    history: list[search.Observation],
+    pending: list[Params],
+    n: int,
+    rng: np.random.Generator,
+) -> tuple[list[Params], np.random.Generator]:
+    """:func:`hpsearch.search.suggest` in the fit process; the generator comes back
+    advanced, so a seeded study draws the same suggestions as in-thread."""
+    return search.suggest(config, history, pending, n, rng), rng
+
+
+class _FitProcess:
+    """Model fits (Bayesian suggestions) in a child process of the chief.
+
+    The suggester thread already keeps fits off the RPC threads, but a fit is mostly
+    Python and NumPy holding the interpreter lock, so in a thread it still delays every
+    RPC by a few lock hand-overs.  One child process (``spawn``: the chief runs gRPC
+    threads, which must not be forked) runs them instead; it starts at the first fit.  If
+    it dies, the fit runs in-thread once and the next one starts a new child.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._disabled = False
+
+    def suggest(
+        self,
+        config: StudyConfig,
+        history: list[search.Observation],
+        pending: list[Params],
+        n: int,
+        rng: np.random.Generator,
+    ) -> tuple[list[Params], np.random.Generator]:
+        with self._lock:
+            disabled = self._disabled
+        if disabled:
+            return search.suggest(config, history, pending, n, rng), rng
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                )
+            pool = self._pool
+        try:
+            future = pool.submit(_suggest_remote, config, history, pending, n, rng)
+        except Exception as error:  # no process can be started (e.g. an unguarded __main__)
+            logger.warning("fits run in the chief's own process: no fit process (%s)", error)
+            with self._lock:
+                self._disabled = True
+            return search.suggest(config, history, pending, n, rng), rng
+        try:
+            return future.result()  # an error of the algorithm itself is raised as before
+        except BrokenProcessPool:
+            logger.warning("fit process died; this fit runs in the chief, the next in a new one")
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return search.suggest(config, history, pending, n, rng), rng
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
 class _StudyRuntime:
     """The in-memory mirror of one study.  Guarded by ``cond``."""
 
@@ -705,6 +802,7 @@ class _StudyRuntime:
         self.renewed_at: dict[int, tuple[int, float]] = {}
         self.by_worker: dict[str, set[int]] = {}
         self.pending_params: dict[int, Params] = {}
+        self.in_flight: list[Params] = []  # taken from the buffer, trial insert under way
         self.trials: dict[int, Trial] = {}  # running trials as handed out
         self.history: list[search.Observation] = []
         self.buffer: deque[Params] = deque()
