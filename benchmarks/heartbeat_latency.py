@@ -5,8 +5,8 @@ Issue 5's figure: "p99 of a heartbeat call while a fit runs stays under 20 ms".
 What runs (all real, nothing mocked):
 
 1. a chief process (``python -m hpsearch.chief``) on a fresh SQLite file, log level DEBUG
-   so that every call of the search logs its duration (``hpsearch.search.bayesian``:
-   ``bayesian suggest ... seconds=...``);
+   so that every refill of suggestions logs its duration (``hpsearch.oracle``:
+   ``suggestions ready ... seconds=...``);
 2. a study of ``--params`` doubles with the ``bayesian`` algorithm, filled through the
    client (ask, tell) until ``--trials`` trials are completed, so each fit works on a
    history of that size;
@@ -46,9 +46,11 @@ from hpsearch.space import Budget, DoubleParam, Goal, Metric, Space, StudyConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "heartbeat_latency.md"
 STUDY = "heartbeat-bench"
+# The oracle's line after each refill (the fit itself may run in the chief's fit process,
+# whose own log lines do not reach the chief's log): its end and its length.
 FIT_LINE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) DEBUG hpsearch\.search\.bayesian: "
-    r"bayesian suggest .*completed=(\d+) .*seconds=([0-9.]+)"
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) DEBUG hpsearch\.oracle: "
+    r"suggestions ready .*history=(\d+) .*seconds=([0-9.]+)"
 )
 
 
