@@ -64,7 +64,25 @@ def suggest_optuna(
             raise FailedPreconditionError(
                 "algorithm 'cmaes' needs the cmaes package: pip install cmaes"
             ) from None
-        sampler = optuna.samplers.CmaEsSampler(seed=seed)
+        # Optuna's CMA-ES keeps its state in the trials it sampled itself; the history here
+        # is re-added as plain trials on every call, so warm-start each call from it
+        # (WS-CMA-ES: ``source_trials``, from 10 completed trials) rather than restart from
+        # the centre, which measured worse than random search on Branin.
+        # Only where CMA-ES itself models every parameter (numbers, no conditions): Optuna
+        # refuses source trials with others ("No compatible source_trials").
+        numeric = all(
+            isinstance(p, (DoubleParam, IntegerParam)) and not p.conditions for p in config.space
+        )
+        source = (
+            [_frozen(optuna, config.space, o.params, o.value) for o in completed]
+            if numeric
+            else []
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # source_trials is marked experimental
+            sampler = optuna.samplers.CmaEsSampler(
+                seed=seed, source_trials=source if len(source) >= 10 else None
+            )
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # multivariate/group are marked experimental
