@@ -76,6 +76,7 @@ def run_chief(
         keras_tuner_port=keras_tuner_port,
         chief_lease_seconds=chief_lease_seconds,
         takeover=takeover,
+        fit_process=True,  # the command's entry points guard __main__
     )
     stop = chief.done
 
@@ -120,6 +121,9 @@ class Chief:
     token.  ``health_port``: gRPC health alone, plaintext, no token (kubelet probes).
     ``keras_tuner_port``: ``keras_tuner.Oracle`` plaintext without a token, for stock Keras
     Tuner workers (they can send neither): keep that port on a private network.
+    ``fit_process``: run model fits in a spawned child process (see
+    :class:`hpsearch.oracle.Oracle`); only from a program whose main module has an
+    ``if __name__ == "__main__":`` guard, as ``hpsearch chief`` has.
     """
 
     def __init__(
@@ -137,8 +141,10 @@ class Chief:
         keras_tuner_port: int | None = None,
         chief_lease_seconds: float = DEFAULT_CHIEF_LEASE_SECONDS,
         takeover: bool = False,
+        fit_process: bool = False,
     ) -> None:
         self.storage = storage
+        self.fit_process = fit_process
         self.security = security or ServerSecurity()
         self.health_port = health_port
         self.keras_tuner_port = keras_tuner_port
@@ -194,7 +200,10 @@ class Chief:
         )
         try:
             self.oracle = Oracle(
-                self.store, hold_seconds=self.hold_seconds, sweep_seconds=self.sweep_seconds
+                self.store,
+                hold_seconds=self.hold_seconds,
+                sweep_seconds=self.sweep_seconds,
+                suggest_in_process=self.fit_process,
             )
             if self.study_arg:
                 self.study = resolve_study(self.oracle, self.study_arg).name

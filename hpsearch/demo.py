@@ -45,7 +45,7 @@ def run_demo(
     script = _trial_script()
     _require_tensorflow()
     config = _demo_config(study_name, trials, workers)
-    chief = Chief(storage, host="127.0.0.1", port=0)
+    chief = Chief(storage, host="127.0.0.1", port=0, fit_process=True)  # run by `hpsearch demo`
     chief.start()
     assert chief.oracle is not None and chief.store is not None
     processes: list[subprocess.Popen[bytes]] = []

@@ -10,9 +10,9 @@ Threads:
   They take a study's own lock for short bookkeeping and never run a search algorithm.
 - One suggester thread fills each study's suggestion buffer by calling
   :func:`hpsearch.search.suggest` with no lock held; it is woken when a buffer runs low
-  or a result arrives.  Model fits (every algorithm but ``random``) run in a child
-  process (:class:`_FitProcess`), so they do not hold the interpreter lock the RPC
-  threads need.
+  or a result arrives.  In the chief, model fits (every algorithm but ``random``) run in
+  a child process (:class:`_FitProcess`), so they do not hold the interpreter lock the
+  RPC threads need.
 - One sweeper thread expires lapsed leases (``store.expire_leases``) and re-syncs the
   mirror from SQL, so a lost trial goes back to WAITING and is handed to the next asker.
 
@@ -85,7 +85,13 @@ class LeaseAnswer:
 
 
 class Oracle:
-    """Schedules the trials of every study in one store.  Thread-safe."""
+    """Schedules the trials of every study in one store.  Thread-safe.
+
+    ``suggest_in_process=True`` runs model fits in a spawned child process
+    (:class:`_FitProcess`; ``hpsearch chief`` does).  Spawning imports the program's main
+    module in the child, so turn it on only where that module has an
+    ``if __name__ == "__main__":`` guard; otherwise fits run on the suggester thread.
+    """
 
     def __init__(
         self,
@@ -94,7 +100,7 @@ class Oracle:
         hold_seconds: float = DEFAULT_HOLD_SECONDS,
         sweep_seconds: float = 1.0,
         resync_seconds: float = 5.0,
-        suggest_in_process: bool = True,
+        suggest_in_process: bool = False,
     ) -> None:
         self.store = store
         self._fits = _FitProcess() if suggest_in_process else None
@@ -718,8 +724,8 @@ def _suggest_remote(
     n: int,
     rng: np.random.Generator,
 ) -> tuple[list[Params], np.random.Generator]:
-    """:func:`hpsearch.search.suggest` in the fit process; the generator comes back
-    advanced, so a seeded study draws the same suggestions as in-thread."""
+    """:func:`hpsearch.search.suggest`, in the fit process (or in-thread as its fallback);
+    the generator comes back advanced, so a seeded study draws the same suggestions."""
     return search.suggest(config, history, pending, n, rng), rng
 
 
@@ -747,31 +753,33 @@ class _FitProcess:
         rng: np.random.Generator,
     ) -> tuple[list[Params], np.random.Generator]:
         with self._lock:
-            disabled = self._disabled
-        if disabled:
-            return search.suggest(config, history, pending, n, rng), rng
-        with self._lock:
-            if self._pool is None:
+            if self._pool is None and not self._disabled:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn")
                 )
             pool = self._pool
-        try:
-            future = pool.submit(_suggest_remote, config, history, pending, n, rng)
-        except Exception as error:  # no process can be started (e.g. an unguarded __main__)
-            logger.warning("fits run in the chief's own process: no fit process (%s)", error)
-            with self._lock:
-                self._disabled = True
-            return search.suggest(config, history, pending, n, rng), rng
-        try:
-            return future.result()  # an error of the algorithm itself is raised as before
-        except BrokenProcessPool:
-            logger.warning("fit process died; this fit runs in the chief, the next in a new one")
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            return search.suggest(config, history, pending, n, rng), rng
+        if pool is not None:
+            try:
+                future = pool.submit(_suggest_remote, config, history, pending, n, rng)
+            except Exception as error:  # no process can start (e.g. an unguarded __main__)
+                logger.warning("fits run in the chief's own process: no fit process (%s)", error)
+                self._drop(pool, disable=True)
+            else:
+                try:
+                    return future.result()  # an error of the algorithm itself is raised
+                except BrokenProcessPool:
+                    logger.warning(
+                        "fit process died; this fit runs in the chief, the next in a new one"
+                    )
+                    self._drop(pool)
+        return _suggest_remote(config, history, pending, n, rng)  # here, in this thread
+
+    def _drop(self, pool: ProcessPoolExecutor, *, disable: bool = False) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+            self._disabled = self._disabled or disable
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         with self._lock:

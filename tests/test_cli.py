@@ -31,8 +31,13 @@ def _fill(storage_url: str) -> None:
     try:
         params = [
             {"learning_rate": 0.01, "n_hidden": 2, "n_neurons": 64, "optimizer": "adam"},
-            {"learning_rate": 0.001, "n_hidden": 1, "n_neurons": 8, "optimizer": "sgd",
-             "momentum": 0.9},
+            {
+                "learning_rate": 0.001,
+                "n_hidden": 1,
+                "n_neurons": 8,
+                "optimizer": "sgd",
+                "momentum": 0.9,
+            },
             {"learning_rate": 0.05, "n_hidden": 0, "n_neurons": 1, "optimizer": "adam"},
         ]
         for value, p in zip((0.91, 0.97, 0.5), params, strict=True):
@@ -61,21 +66,22 @@ def test_study_life_cycle(storage_url: str, capsys: pytest.CaptureFixture[str]) 
     assert "learning_rate: {type: double, min: 0.0001, max: 0.1, scale: log}" in out
     assert "# best: trial 1 val_accuracy=0.97" in out
 
-    code, out, _ = run(capsys, "trials", "mnist-mlp", "--format", "csv", "--storage",
-                       storage_url)
+    code, out, _ = run(capsys, "trials", "mnist-mlp", "--format", "csv", "--storage", storage_url)
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["state"] for r in rows] == ["COMPLETED"] * 3 + ["FAILED", "RUNNING"]
     assert rows[1]["momentum"] == "0.9" and rows[0]["momentum"] == ""
     assert rows[3]["failure"] == "CUDA out of memory"
 
-    code, out, _ = run(capsys, "trials", "mnist-mlp", "--state", "RUNNING", "--storage",
-                       storage_url)
+    code, out, _ = run(
+        capsys, "trials", "mnist-mlp", "--state", "RUNNING", "--storage", storage_url
+    )
     lines = out.strip().splitlines()
     assert len(lines) == 2 and lines[0].split()[:3] == ["number", "state", "val_accuracy"]
     assert lines[1].split()[:2] == ["4", TrialState.RUNNING.value]
 
-    code, out, _ = run(capsys, "best", "mnist-mlp", "-n", "2", "--format", "json",
-                       "--storage", storage_url)
+    code, out, _ = run(
+        capsys, "best", "mnist-mlp", "-n", "2", "--format", "json", "--storage", storage_url
+    )
     assert [t["number"] for t in json.loads(out)] == [1, 0]
 
 
@@ -86,8 +92,9 @@ def test_user_mistakes_are_one_line_with_what_to_do(
     assert code == 2 and err.count("\n") == 1 and "nope" in err and "Traceback" not in err
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\nmetric: acc\nparameters:\n  lr: {type: double, min: 0, max: 1,"
-                   " scale: log}\n")
+    bad.write_text(
+        "name: bad\nmetric: acc\nparameters:\n  lr: {type: double, min: 0, max: 1, scale: log}\n"
+    )
     code, _, err = run(capsys, "study", "create", str(bad), "--storage", storage_url)
     assert code == 2 and "log scale needs min > 0" in err and "scale: linear" in err
     code, out, _ = run(capsys, "study", "list", "--storage", storage_url)
@@ -96,8 +103,9 @@ def test_user_mistakes_are_one_line_with_what_to_do(
     run(capsys, "study", "create", str(EXAMPLE), "--storage", storage_url)
     code, _, err = run(capsys, "study", "create", str(EXAMPLE), "--storage", storage_url)
     assert code == 2 and "mnist-mlp" in err
-    code, _, _ = run(capsys, "study", "create", str(EXAMPLE), "--exist-ok", "--storage",
-                     storage_url)
+    code, _, _ = run(
+        capsys, "study", "create", str(EXAMPLE), "--exist-ok", "--storage", storage_url
+    )
     assert code == 0
 
 
@@ -122,12 +130,18 @@ def test_console_script_and_storage_from_environment(tmp_path: Path) -> None:
     env = {"HPSEARCH_STORAGE": f"sqlite:///{tmp_path / 'env.db'}", "PATH": "/usr/bin:/bin"}
     created = subprocess.run(
         [sys.executable, "-m", "hpsearch", "study", "create", str(EXAMPLE)],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert created.returncode == 0, created.stderr
     assert (tmp_path / "env.db").is_file()
     listed = subprocess.run(
         [sys.executable, "-m", "hpsearch", "study", "list", "--format", "csv"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert listed.stdout.splitlines()[1].startswith("mnist-mlp,ACTIVE,")

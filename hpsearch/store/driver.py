@@ -21,6 +21,8 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ClauseElement
 
+from hpsearch.store.engine import statements_watched
+
 
 class DriverStatement:
     """One statement, compiled for ``dialect``, run on the DBAPI cursor."""
@@ -28,7 +30,6 @@ class DriverStatement:
     __slots__ = (
         "_columns",
         "_defaults",
-        "_dialect",
         "_names",
         "_processors",
         "_results",
@@ -55,7 +56,6 @@ class DriverStatement:
                     processors[name] = processor
         self._processors = processors
         self._columns = list(getattr(statement, "exported_columns", ()) or ())
-        self._dialect = dialect
         # Built at the first execution, from the cursor's column types (PostgreSQL's
         # numeric result processors depend on them).
         self._results: tuple[Callable[[Any], Any] | None, ...] | None = None
@@ -71,8 +71,7 @@ class DriverStatement:
         Where someone watches the engine's statements (``echo``, a cursor-execute event
         listener), the statement goes through SQLAlchemy instead, so they see it.
         """
-        dispatch = conn.dispatch
-        if dispatch.before_cursor_execute or dispatch.after_cursor_execute or conn.engine.echo:
+        if statements_watched(conn):
             result = conn.execute(self.statement, params)  # type: ignore[call-overload]
             return list(result) if result.returns_rows else []
         values = {**self._defaults, **params}

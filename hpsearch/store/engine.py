@@ -216,7 +216,7 @@ def _sqlite_engine(url: URL, *, pool_size: int, max_overflow: int, busy_timeout:
         statement = (
             "BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN"
         )
-        if conn.dispatch.before_cursor_execute or conn.engine.echo:
+        if statements_watched(conn):
             conn.exec_driver_sql(statement)  # someone watches the statements: let them see it
             return
         # Straight to the driver (hot path: once per transaction).  A lock timeout is still
@@ -231,6 +231,16 @@ def _sqlite_engine(url: URL, *, pool_size: int, max_overflow: int, busy_timeout:
             ) from exc
 
     return engine
+
+
+def statements_watched(conn: Connection) -> bool:
+    """Whether someone watches the engine's statements (``echo``, a cursor-execute event
+    listener): then statements the store would send straight to the driver go through
+    SQLAlchemy, so that they see them."""
+    dispatch = conn.dispatch
+    return bool(
+        dispatch.before_cursor_execute or dispatch.after_cursor_execute or conn.engine.echo
+    )
 
 
 # -- transactions with retries --------------------------------------------------------------

@@ -24,7 +24,7 @@ def _run(oracle: Oracle, name: str, trials: int) -> None:
 
 def test_bayesian_fits_run_in_a_child_process_that_may_die(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'fits.db'}")
-    oracle = Oracle(store)
+    oracle = Oracle(store, suggest_in_process=True)
     oracle.start()
     config = StudyConfig.from_dict(
         {
@@ -59,7 +59,7 @@ def test_bayesian_fits_run_in_a_child_process_that_may_die(tmp_path: Path) -> No
 
 def test_random_search_starts_no_fit_process(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'random.db'}")
-    oracle = Oracle(store)
+    oracle = Oracle(store, suggest_in_process=True)
     oracle.start()
     before = {c.pid for c in multiprocessing.active_children()}
     config = StudyConfig.from_dict(
@@ -77,6 +77,36 @@ def test_random_search_starts_no_fit_process(tmp_path: Path) -> None:
             trial = oracle.ask("cheap", "w0", 1, wait=10).trials[0]
             oracle.complete("cheap", trial.number, trial.attempt, value=1.0)
         assert {c.pid for c in multiprocessing.active_children()} == before
+    finally:
+        oracle.stop()
+        store.close()
+
+
+def test_an_embedded_oracle_fits_in_thread_by_default(tmp_path: Path) -> None:
+    """Spawning imports the program's main module: a library user's unguarded script
+    must not be run again in a child, so the fit process is opt-in."""
+    store = Store(f"sqlite:///{tmp_path / 'default.db'}")
+    oracle = Oracle(store)
+    oracle.start()
+    before = {c.pid for c in multiprocessing.active_children()}
+    config = StudyConfig.from_dict(
+        {
+            "name": "embedded",
+            "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {
+                "x": {"type": "double", "min": 0.0, "max": 1.0},
+                "y": {"type": "double", "min": 0.0, "max": 1.0},
+            },
+            "budget": {"max_trials": 10, "parallel_trials": 1},
+            "algorithm": "bayesian",
+            "seed": 1,
+        }
+    )
+    try:
+        oracle.create_study(config)
+        _run(oracle, "embedded", 8)
+        assert {c.pid for c in multiprocessing.active_children()} == before
+        assert store.count_trials("embedded")[TrialState.COMPLETED] == 8
     finally:
         oracle.stop()
         store.close()

@@ -308,25 +308,12 @@ def test_unknown_algorithm_is_refused_at_config_time() -> None:
         config(MIXED, algorithm="simulated-annealing")
 
 
-def test_optuna_tpe_adapter_gives_valid_new_suggestions() -> None:
+@pytest.mark.parametrize(("algorithm", "needs"), [("tpe", "optuna"), ("cmaes", "cmaes")])
+def test_optuna_adapters_give_valid_new_suggestions(algorithm: str, needs: str) -> None:
     pytest.importorskip("optuna", reason="the optuna extra is not installed")
-    cfg = config(MIXED, algorithm="tpe")
-    done = history(cfg, 12)
-    pending = [MIXED.sample(np.random.default_rng(50))]
-    out = suggest(cfg, done, pending, 3, np.random.default_rng(0))
-    assert len(out) == 3
-    seen = {key(o.params) for o in done} | {key(p) for p in pending}
-    for p in out:
-        assert MIXED.validate(p) == p
-        assert key(p) not in seen
-    assert out == suggest(cfg, done, pending, 3, np.random.default_rng(0))
-
-
-def test_optuna_cmaes_adapter_gives_valid_new_suggestions() -> None:
-    pytest.importorskip("optuna", reason="the optuna extra is not installed")
-    pytest.importorskip("cmaes", reason="the cmaes package is not installed")
-    cfg = config(MIXED, algorithm="cmaes")
-    done = history(cfg, 12)  # enough completed trials to warm-start CMA-ES from them
+    pytest.importorskip(needs, reason=f"the {needs} package is not installed")
+    cfg = config(MIXED, algorithm=algorithm)
+    done = history(cfg, 12)  # for cmaes: enough completed trials to warm-start from
     pending = [MIXED.sample(np.random.default_rng(50))]
     out = suggest(cfg, done, pending, 3, np.random.default_rng(0))
     assert len(out) == 3
