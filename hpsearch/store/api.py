@@ -106,7 +106,13 @@ class Store:
         self._write_lock = process_write_lock(self._engine)
         # One writer at a time on SQLite; on PostgreSQL a few groups commit side by side.
         leaders = 1 if self._engine.dialect.name == "sqlite" else POSTGRES_WRITE_GROUPS
-        self._writes = GroupCommit(self._engine, write_lock=self._write_lock, max_leaders=leaders)
+        # The leaders keep their connections open (see WriteConnections) when the pool
+        # leaves plenty for everything else; a pool of a few connections keeps none.
+        capacity = pool_size + max_overflow if max_overflow >= 0 else None
+        keep = leaders if capacity is None or capacity >= 4 * leaders else 0
+        self._writes = GroupCommit(
+            self._engine, write_lock=self._write_lock, max_leaders=leaders, keep_connections=keep
+        )
         # The statements of a trial's life, run on the driver's cursor (see driver.py).
         sql = self._sql
         self._hot: dict[int, DriverStatement] = {
@@ -139,6 +145,7 @@ class Store:
 
     def close(self) -> None:
         """Close every pooled connection.  The store must not be used afterwards."""
+        self._writes.connections.close()
         self._engine.dispose()
 
     def __enter__(self) -> Store:

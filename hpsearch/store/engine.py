@@ -20,8 +20,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -257,6 +257,53 @@ def process_write_lock(engine: Engine) -> AbstractContextManager[Any] | None:
     return threading.Lock() if engine.dialect.name == "sqlite" else None
 
 
+class WriteConnections:
+    """Write connections kept open between transactions, for the group-commit leaders.
+
+    Checking a connection out of SQLAlchemy's pool, setting its options and returning it
+    (with the pool's reset) costs more than a SQLite commit; the leaders of
+    :class:`GroupCommit` run back to back, so they keep theirs.  A connection is kept
+    only after a transaction that ended normally, and for at most ``max_age`` seconds
+    (it then goes back to the pool, which recycles and pre-checks as configured); one
+    whose transaction raised is closed, so that a retry gets another.
+    """
+
+    def __init__(self, engine: Engine, *, keep: int, max_age: float = 60.0) -> None:
+        self._engine = engine
+        self._keep = keep
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._free: list[tuple[Connection, float]] = []
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        with self._lock:
+            kept = self._free.pop() if self._free else None
+        now = time.monotonic()
+        if kept is not None and now - kept[1] > self._max_age:
+            kept[0].close()
+            kept = None
+        if kept is None:
+            conn = self._engine.connect().execution_options(**{WRITE_OPTION: True})
+            kept = (conn, now)
+        try:
+            yield kept[0]
+        except BaseException:
+            kept[0].close()
+            raise
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(kept)
+                return
+        kept[0].close()
+
+    def close(self) -> None:
+        with self._lock:
+            free, self._free = self._free, []
+        for conn, _ in free:
+            conn.close()
+
+
 def run_transaction(
     engine: Engine,
     fn: Callable[[Connection], T],
@@ -264,12 +311,14 @@ def run_transaction(
     write: bool,
     what: str = "transaction",
     write_lock: AbstractContextManager[Any] | None = None,
+    connections: WriteConnections | None = None,
 ) -> T:
     """Run ``fn(conn)`` in one transaction and commit; retry it when it lost a lock race.
 
     ``fn`` may run more than once, so it must have no effect outside the connection.
     Database errors that are not lock races become StorageError with a hint.  A write
-    transaction holds ``write_lock`` (see :func:`process_write_lock`) while it runs.
+    transaction holds ``write_lock`` (see :func:`process_write_lock`) while it runs, on a
+    connection from ``connections`` when given, else from the engine's pool.
     """
     delay = 0.005
     for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
@@ -278,6 +327,12 @@ def run_transaction(
             if not write and not is_memory_sqlite(engine.url):
                 with engine.connect() as conn, conn.begin():
                     return fn(conn)
+            if connections is not None:
+                with write_lock or nullcontext(), connections.connection() as conn:
+                    with conn.begin():
+                        result = fn(conn)
+                        committing = True
+                    return result
             with write_lock or nullcontext(), engine.connect() as conn:
                 conn = conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():
@@ -342,6 +397,9 @@ class _WriteFailed(Exception):
 class GroupCommit:
     """Write transactions of concurrent threads, committed together.
 
+    Up to ``keep_connections`` write connections stay open between groups
+    (:class:`WriteConnections`).
+
     A caller that finds fewer than ``max_leaders`` groups running becomes a leader: it
     takes the writes queued so far (up to ``max_group``, its own included), runs them in
     one transaction, commits once, and hands each caller its own result; callers that
@@ -369,9 +427,11 @@ class GroupCommit:
         write_lock: AbstractContextManager[Any] | None = None,
         max_group: int = 64,
         max_leaders: int = 1,
+        keep_connections: int = 0,
     ) -> None:
         self._engine = engine
         self._write_lock = write_lock
+        self.connections = WriteConnections(engine, keep=keep_connections)
         self._max_group = max_group
         self._max_leaders = max_leaders
         self._mutex = threading.Lock()
@@ -450,6 +510,7 @@ class GroupCommit:
                     write=True,
                     what=f"{len(group)} writes ({group[0].what}, ...)",
                     write_lock=self._write_lock,
+                    connections=self.connections,
                 )
             except _WriteFailed:
                 pass  # rolled back: run them one by one below
@@ -469,6 +530,7 @@ class GroupCommit:
                     write=True,
                     what=write.what,
                     write_lock=self._write_lock,
+                    connections=self.connections,
                 )
             except BaseException as exc:  # handed to its caller
                 write.error = exc

@@ -128,3 +128,36 @@ def test_a_dropped_postgres_connection_is_replaced(postgres_url: str) -> None:
         time.sleep(0.1)
         assert store.create_trial(name, {}).number == 0
         assert store.get_study(name).name == name
+
+
+def test_a_kept_write_connection_ended_by_the_server_is_replaced(postgres_url: str) -> None:
+    """Writers keep their connection between transactions: when the server ends it (a
+    restart, an idle timeout), the next write fails on it, runs again on a new one, and
+    nothing is lost or written twice."""
+    from sqlalchemy.engine import make_url
+
+    from hpsearch.store import Store
+
+    from .helpers import study_config
+
+    app = f"hps-kept-{time.monotonic_ns()}"
+    url = make_url(postgres_url).update_query_dict({"application_name": app})
+    with Store(url.render_as_string(hide_password=False)) as store:
+        name = store.create_study(study_config()).name
+        assert store.create_trial(name, {}).number == 0  # its connection is kept
+        admin = make_engine(postgres_url, pool_size=1, max_overflow=0)
+        try:
+            with admin.connect() as conn:
+                ended = conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = :app"
+                    ),
+                    {"app": app},
+                ).scalar_one()
+        finally:
+            admin.dispose()
+        assert ended >= 1
+        time.sleep(0.1)
+        assert store.create_trial(name, {}).number == 1
+        assert [t.number for t in store.list_trials(name)] == [0, 1]
