@@ -76,7 +76,8 @@ def test_random_search_starts_no_fit_process(tmp_path: Path) -> None:
         for _ in range(5):
             trial = oracle.ask("cheap", "w0", 1, wait=10).trials[0]
             oracle.complete("cheap", trial.number, trial.attempt, value=1.0)
-        assert {c.pid for c in multiprocessing.active_children()} == before
+        # No child of its own (one left by an earlier test may have ended meanwhile).
+        assert {c.pid for c in multiprocessing.active_children()} <= before
     finally:
         oracle.stop()
         store.close()
@@ -105,7 +106,8 @@ def test_an_embedded_oracle_fits_in_thread_by_default(tmp_path: Path) -> None:
     try:
         oracle.create_study(config)
         _run(oracle, "embedded", 8)
-        assert {c.pid for c in multiprocessing.active_children()} == before
+        # No child of its own (one left by an earlier test may have ended meanwhile).
+        assert {c.pid for c in multiprocessing.active_children()} <= before
         assert store.count_trials("embedded")[TrialState.COMPLETED] == 8
     finally:
         oracle.stop()
