@@ -264,7 +264,7 @@ class WriteConnections:
     (with the pool's reset) costs more than a SQLite commit; the leaders of
     :class:`GroupCommit` run back to back, so they keep theirs.  A connection is kept
     only after a transaction that ended normally, and for at most ``max_age`` seconds
-    (it then goes back to the pool, which recycles and pre-checks as configured); one
+    (it then goes back to the pool, which recycles it as configured); one
     whose transaction raised is closed, so that a retry gets another.
     """
 
