@@ -15,7 +15,8 @@
 ``store`` is an open :class:`hpsearch.store.Store` on ``storage_url`` (closed after the
 test).  ``chief`` is an in-process chief on a free port over ``chief_storage`` (which is
 ``storage_url``; a test package may override it), ``client`` a Client connected to it.
-``sqlite_url`` and ``postgres_url`` give one back end only.
+``sqlite_url`` and ``postgres_url`` give one back end only (``module_postgres_url``: one
+schema for a whole module).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,8 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'hpsearch.db'}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def _postgres_schema() -> Iterator[str]:
     """A URL whose connections use a new, empty PostgreSQL schema; dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
@@ -72,6 +74,20 @@ def postgres_url() -> Iterator[str]:
             conn.execute(text("SET LOCAL lock_timeout = '20s'"))
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections use a new, empty PostgreSQL schema; dropped afterwards."""
+    with _postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url() -> Iterator[str]:
+    """Like ``postgres_url``, shared by the tests of one module (module-scoped fixtures)."""
+    with _postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(

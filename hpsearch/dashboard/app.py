@@ -95,6 +95,8 @@ class DashboardApp:
             return _error(start_response, "503 Service Unavailable", exc)
         except DBAPIError as exc:  # the database is down, or refused the query
             error = storage_error(exc, self.engine.url, "read")
+            if isinstance(error, InvalidArgumentError):  # e.g. a NUL in a filter, PostgreSQL
+                return _error(start_response, "400 Bad Request", error)
             logger.warning("dashboard storage error path=%s error=%s", path, error)
             return _error(start_response, "503 Service Unavailable", error)
         except HpsearchError as exc:

@@ -34,7 +34,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from hpsearch.errors import StorageError
+from hpsearch.errors import HpsearchError, InvalidArgumentError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -551,11 +551,17 @@ def is_retryable(exc: DBAPIError) -> bool:
     )
 
 
-def storage_error(exc: BaseException, url: URL, what: str = "operation") -> StorageError:
-    """A StorageError for a database failure, saying what to check."""
+def storage_error(exc: BaseException, url: URL, what: str = "operation") -> HpsearchError:
+    """A StorageError for a database failure, saying what to check; InvalidArgumentError
+    for a value the database cannot hold (a NUL character in a text on PostgreSQL)."""
     orig = getattr(exc, "orig", None) or exc
     detail = _first_line(orig)
     where = safe_url(url)
+    if "cannot contain NUL" in detail:
+        return InvalidArgumentError(
+            "a text value (a name, an id, a message or a tag) contains a NUL character "
+            "(\\x00), which PostgreSQL cannot store: remove it"
+        )
     if url.get_backend_name() == "sqlite":
         if "unable to open database file" in detail or "readonly" in detail:
             hint = "check that the path exists and is writable, or pass another --storage"

@@ -67,11 +67,18 @@ def _methods() -> list[tuple[str, type[Message]]]:
 METHODS = _methods()
 
 
-@pytest.fixture(scope="module")
-def fuzz_chief(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Chief, str]]:
-    """A token-protected chief on SQLite with a study and one running trial."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def fuzz_chief(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Chief, str]]:
+    """A token-protected chief with a study and one running trial, once per back end."""
     directory = tmp_path_factory.mktemp("fuzz")
-    url = f"sqlite:///{directory / 'fuzz.db'}"
+    if request.param == "sqlite":
+        url = f"sqlite:///{directory / 'fuzz.db'}"
+    else:
+        url = str(request.getfixturevalue("module_postgres_url"))
     study_file = Path(directory / "fz.yaml")
     study_file.write_text(STUDY)
     chief = Chief(

@@ -348,3 +348,20 @@ def test_a_trial_number_out_of_range_is_invalid_argument(store: Store, number: i
         with pytest.raises(InvalidArgumentError, match="trial number must be an integer"):
             call()
     assert store.get_trial(study, trial.number).state is TrialState.RUNNING
+
+
+def test_a_nul_character_is_invalid_on_postgresql_and_stores_nothing(postgres_url: str) -> None:
+    """PostgreSQL cannot hold a NUL in a text: the caller gets InvalidArgumentError saying
+    so (gRPC INVALID_ARGUMENT), not a storage failure, and the trial is left as it was.
+    (SQLite stores such text; found by the RPC fuzz test on PostgreSQL.)"""
+    from hpsearch.errors import InvalidArgumentError as Invalid
+
+    with Store(postgres_url) as pg:
+        name = pg.create_study(study_config()).name
+        trial = pg.create_trial(name, {}, worker_id="w0")
+        with pytest.raises(Invalid, match="NUL"):
+            pg.fail_trial(name, trial.number, trial.attempt, "bad\x00message")
+        with pytest.raises(Invalid, match="NUL"):
+            pg.get_study("no\x00such")
+        assert pg.get_trial(name, trial.number).state is TrialState.RUNNING
+        assert pg.complete_trial(name, trial.number, trial.attempt, value=1.0).value == 1.0
