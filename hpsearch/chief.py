@@ -206,6 +206,8 @@ class Chief:
             self.lease = self.store.acquire_chief_lease(
                 self.holder, self.chief_lease_seconds, takeover=self.takeover
             )
+            # Every write checks the lease in its own transaction: once fenced, none lands.
+            self.store.fence_writes(self.lease)
         except BaseException:
             self.store.close()
             self.store = None

@@ -127,6 +127,7 @@ class Store:
                 sql.fail,
                 sql.stop,
                 sql.end_attempt,
+                fencing.STILL_HELD,
                 *([sql.create_running_one] if sql.create_running_one is not None else []),
                 *sql.leave_running_one.values(),
             )
@@ -772,7 +773,27 @@ class Store:
 
     def release_chief_lease(self, lease: fencing.ChiefLease) -> bool:
         """Give the chief lease back (it expires now); False when it was already lost."""
-        return self._write(lambda conn: fencing.release(conn, lease), "release chief lease")
+        try:
+            return self._write(lambda conn: fencing.release(conn, lease), "release chief lease")
+        except fencing.ChiefLeaseLostError:  # this store's fence found it lost
+            return False
+
+    def fence_writes(self, lease: fencing.ChiefLease | None) -> None:
+        """Make every later write of this store check first, in its own transaction, that
+        ``lease`` is still held (None: stop checking).  A chief fenced by another one's
+        ``--takeover`` then writes nothing more, from the moment the takeover commits:
+        its writes raise ChiefLeaseLostError (gRPC FAILED_PRECONDITION), before its next
+        renewal would tell it.  Costs one indexed read per transaction."""
+        if lease is None:
+            self._writes.guard = None
+            return
+        args = {"b_holder": lease.holder, "b_epoch": lease.epoch}
+
+        def still_held(conn: Connection) -> None:
+            if self._first(conn, fencing.STILL_HELD, args) is None:
+                raise fencing.lost_error(conn, lease)
+
+        self._writes.guard = still_held
 
     def chief_lease(self) -> fencing.ChiefLease | None:
         """The chief lease as stored (possibly expired), None if no chief ever took it."""

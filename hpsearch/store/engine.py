@@ -432,6 +432,9 @@ class GroupCommit:
         self._engine = engine
         self._write_lock = write_lock
         self.connections = WriteConnections(engine, keep=keep_connections)
+        # Run first in every write transaction (a fenced chief's check); raising fails
+        # every write of the transaction with that error.
+        self.guard: Callable[[Connection], None] | None = None
         self._max_group = max_group
         self._max_leaders = max_leaders
         self._mutex = threading.Lock()
@@ -492,9 +495,12 @@ class GroupCommit:
                     write.served.release()
 
     def _run_group(self, group: list[_Write]) -> None:
+        guard = self.guard
         if len(group) > 1:
 
             def body(conn: Connection) -> list[Any]:
+                if guard is not None:
+                    guard(conn)
                 results = []
                 for write in group:
                     try:
@@ -526,7 +532,7 @@ class GroupCommit:
             try:
                 write.result = run_transaction(
                     self._engine,
-                    write.fn,
+                    write.fn if guard is None else _guarded(guard, write.fn),
                     write=True,
                     what=write.what,
                     write_lock=self._write_lock,
@@ -534,6 +540,16 @@ class GroupCommit:
                 )
             except BaseException as exc:  # handed to its caller
                 write.error = exc
+
+
+def _guarded(
+    guard: Callable[[Connection], None], fn: Callable[[Connection], T]
+) -> Callable[[Connection], T]:
+    def body(conn: Connection) -> T:
+        guard(conn)
+        return fn(conn)
+
+    return body
 
 
 def is_retryable(exc: DBAPIError) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -94,12 +94,7 @@ def renew(conn: Connection, lease: ChiefLease, lease_seconds: float) -> ChiefLea
         .returning(_T.c.expires_at)
     ).scalar_one_or_none()
     if expires_at is None:
-        current = current_lease(conn)
-        by = f"{current.holder} (epoch {current.epoch})" if current else "nobody"
-        raise ChiefLeaseLostError(
-            f"this chief ({lease.holder}, epoch {lease.epoch}) lost its lease on the database "
-            f"to {by}: it was fenced by a --takeover and stops serving"
-        )
+        raise lost_error(conn, lease)
     return ChiefLease(lease.holder, lease.epoch, float(expires_at))
 
 
@@ -111,6 +106,31 @@ def release(conn: Connection, lease: ChiefLease) -> bool:
         .values(expires_at=db_now(), renewed_at=db_now())
     )
     return bool(result.rowcount)
+
+
+#: Still held by (holder, epoch)?  Run first in every write transaction of a fenced store;
+#: on PostgreSQL it share-locks the lease row, so a takeover (which updates the row) waits
+#: for the transaction, and a transaction that starts after the takeover sees it.  On
+#: SQLite the write transaction holds the database's write lock, with the same effect.
+STILL_HELD = (
+    select(_T.c.epoch)
+    .where(
+        _T.c.name == LEASE_NAME,
+        _T.c.holder == bindparam("b_holder"),
+        _T.c.epoch == bindparam("b_epoch"),
+    )
+    .with_for_update(read=True)
+)
+
+
+def lost_error(conn: Connection, lease: ChiefLease) -> ChiefLeaseLostError:
+    """The error for a chief whose lease another chief now holds."""
+    current = current_lease(conn)
+    by = f"{current.holder} (epoch {current.epoch})" if current else "nobody"
+    return ChiefLeaseLostError(
+        f"this chief ({lease.holder}, epoch {lease.epoch}) lost its lease on the database "
+        f"to {by}: it was fenced by a --takeover and stops serving"
+    )
 
 
 def current_lease(conn: Connection) -> ChiefLease | None:

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hpsearch.chief import Chief
 from hpsearch.client import Client
-from hpsearch.errors import StorageError
+from hpsearch.errors import FailedPreconditionError, StorageError
 from hpsearch.store import Store
 from hpsearch.store.fencing import ChiefLeaseHeldError, ChiefLeaseLostError
 
@@ -68,6 +68,36 @@ def test_second_chief_refuses_and_takeover_stops_the_first(start_chief: StartChi
         assert client.list_studies() == []
     time.sleep(1.0)  # a couple of renewals: the new chief keeps its lease
     assert not second.done.is_set()
+
+
+FENCED_STUDY = """\
+name: fenced
+metric: {name: score, goal: maximize}
+parameters:
+  lr: {type: double, min: 0.001, max: 0.1, scale: log}
+budget: {max_trials: 10, parallel_trials: 4}
+algorithm: random
+"""
+
+
+def test_a_fenced_chief_writes_nothing_before_its_renewal_notices(
+    start_chief: StartChief, storage_url: str
+) -> None:
+    """A 60 s chief lease is renewed every 20 s; the fenced chief's first write after the
+    takeover already fails (FAILED_PRECONDITION), and the store keeps nothing of it."""
+    first = start_chief(chief_lease_seconds=60)
+    with Client(first.address, retry_seconds=0, timeout=5, wait_seconds=0.5) as old:
+        old.create_study(FENCED_STUDY)
+        running = old.ask("fenced", "w0")[0]
+        start_chief(chief_lease_seconds=60, takeover=True)
+        assert not first.done.is_set()  # its next renewal is many seconds away
+        with pytest.raises(FailedPreconditionError, match=r"lost its lease .*--takeover"):
+            old.tell("fenced", running.number, running.attempt, value=1.0)
+        with pytest.raises(FailedPreconditionError, match=r"lost its lease"):
+            old.ask("fenced", "w1")
+    with Store(storage_url) as store:
+        trials = store.list_trials("fenced")
+    assert [(t.number, t.state.name, t.value) for t in trials] == [(0, "RUNNING", None)]
 
 
 def test_a_stopped_chief_hands_over_at_once(start_chief: StartChief) -> None:
