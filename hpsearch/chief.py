@@ -175,6 +175,7 @@ class Chief:
         self.lost_lease: HpsearchError | None = None
         self._renewer: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._check_lease = threading.Event()  # a fenced write: renew (and learn) now
         self.study_arg = study
         self.host = host
         self.requested_port = port
@@ -206,8 +207,9 @@ class Chief:
             self.lease = self.store.acquire_chief_lease(
                 self.holder, self.chief_lease_seconds, takeover=self.takeover
             )
-            # Every write checks the lease in its own transaction: once fenced, none lands.
-            self.store.fence_writes(self.lease)
+            # Every write checks the lease in its own transaction: once fenced, none lands,
+            # and the first refused one makes the renewer find out and stop serving.
+            self.store.fence_writes(self.lease, on_lost=self._check_lease.set)
         except BaseException:
             self.store.close()
             self.store = None
@@ -275,7 +277,11 @@ class Chief:
         (fenced by another chief, or not renewed in time because the database is down)."""
         interval = self.chief_lease_seconds / 3
         last_renewed = time.monotonic()
-        while not self._stopping.wait(interval):
+        while True:
+            self._check_lease.wait(interval)
+            self._check_lease.clear()
+            if self._stopping.is_set():
+                return
             store, lease = self.store, self.lease
             if store is None or lease is None:
                 return
@@ -312,6 +318,7 @@ class Chief:
         """Stop serving: new calls are refused, held asks answer at once, in-flight calls
         get up to ``grace`` seconds, then the lease is given back and the store closed."""
         self._stopping.set()
+        self._check_lease.set()  # wakes the renewer, which sees _stopping and returns
         stopped = self.server.stop(grace) if self.server is not None else None
         if self.oracle is not None:
             self.oracle.stop()  # releases asks held on a study's condition

@@ -778,12 +778,15 @@ class Store:
         except fencing.ChiefLeaseLostError:  # this store's fence found it lost
             return False
 
-    def fence_writes(self, lease: fencing.ChiefLease | None) -> None:
+    def fence_writes(
+        self, lease: fencing.ChiefLease | None, *, on_lost: Callable[[], None] | None = None
+    ) -> None:
         """Make every later write of this store check first, in its own transaction, that
         ``lease`` is still held (None: stop checking).  A chief fenced by another one's
         ``--takeover`` then writes nothing more, from the moment the takeover commits:
         its writes raise ChiefLeaseLostError (gRPC FAILED_PRECONDITION), before its next
-        renewal would tell it.  Costs one indexed read per transaction."""
+        renewal would tell it; ``on_lost`` is called (on the writing thread: keep it
+        short) each time.  Costs one indexed read per transaction."""
         if lease is None:
             self._writes.guard = None
             return
@@ -791,6 +794,8 @@ class Store:
 
         def still_held(conn: Connection) -> None:
             if self._first(conn, fencing.STILL_HELD, args) is None:
+                if on_lost is not None:
+                    on_lost()
                 raise fencing.lost_error(conn, lease)
 
         self._writes.guard = still_held

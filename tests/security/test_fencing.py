@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hpsearch.chief import Chief
 from hpsearch.client import Client
-from hpsearch.errors import FailedPreconditionError, StorageError
+from hpsearch.errors import FailedPreconditionError, HpsearchError, StorageError
 from hpsearch.store import Store
 from hpsearch.store.fencing import ChiefLeaseHeldError, ChiefLeaseLostError
 
@@ -84,7 +84,8 @@ def test_a_fenced_chief_writes_nothing_before_its_renewal_notices(
     start_chief: StartChief, storage_url: str
 ) -> None:
     """A 60 s chief lease is renewed every 20 s; the fenced chief's first write after the
-    takeover already fails (FAILED_PRECONDITION), and the store keeps nothing of it."""
+    takeover already fails (FAILED_PRECONDITION), the store keeps nothing of it, and the
+    chief stops serving right away."""
     first = start_chief(chief_lease_seconds=60)
     with Client(first.address, retry_seconds=0, timeout=5, wait_seconds=0.5) as old:
         old.create_study(FENCED_STUDY)
@@ -93,8 +94,13 @@ def test_a_fenced_chief_writes_nothing_before_its_renewal_notices(
         assert not first.done.is_set()  # its next renewal is many seconds away
         with pytest.raises(FailedPreconditionError, match=r"lost its lease .*--takeover"):
             old.tell("fenced", running.number, running.attempt, value=1.0)
-        with pytest.raises(FailedPreconditionError, match=r"lost its lease"):
+        # Refused too, or cut off or refused by the chief stopping (see below).
+        with pytest.raises(HpsearchError):
             old.ask("fenced", "w1")
+    # The refused writes woke its renewer, which found the lease lost: it stopped serving
+    # at once, not at its next renewal 20 s away.
+    assert first.done.wait(5), "the fenced chief kept serving until its renewal"
+    assert isinstance(first.lost_lease, ChiefLeaseLostError)
     with Store(storage_url) as store:
         trials = store.list_trials("fenced")
     assert [(t.number, t.state.name, t.value) for t in trials] == [(0, "RUNNING", None)]
