@@ -22,23 +22,28 @@ def _run(oracle: Oracle, name: str, trials: int) -> None:
         oracle.complete(name, trial.number, trial.attempt, value=(x - 0.3) ** 2 + (y - 0.7) ** 2)
 
 
-def test_bayesian_fits_run_in_a_child_process_that_may_die(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'fits.db'}")
-    oracle = Oracle(store, suggest_in_process=True)
-    oracle.start()
-    config = StudyConfig.from_dict(
+def _xy_study(name: str, *, max_trials: int, seed: int) -> StudyConfig:
+    """Bayesian search over two unit doubles, one trial at a time."""
+    return StudyConfig.from_dict(
         {
-            "name": "fits",
+            "name": name,
             "metric": {"name": "loss", "goal": "minimize"},
             "parameters": {
                 "x": {"type": "double", "min": 0.0, "max": 1.0},
                 "y": {"type": "double", "min": 0.0, "max": 1.0},
             },
-            "budget": {"max_trials": 30, "parallel_trials": 1},
+            "budget": {"max_trials": max_trials, "parallel_trials": 1},
             "algorithm": "bayesian",
-            "seed": 3,
+            "seed": seed,
         }
     )
+
+
+def test_bayesian_fits_run_in_a_child_process_that_may_die(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fits.db'}")
+    oracle = Oracle(store, suggest_in_process=True)
+    oracle.start()
+    config = _xy_study("fits", max_trials=30, seed=3)
     try:
         oracle.create_study(config)
         _run(oracle, "fits", 12)
@@ -90,19 +95,7 @@ def test_an_embedded_oracle_fits_in_thread_by_default(tmp_path: Path) -> None:
     oracle = Oracle(store)
     oracle.start()
     before = {c.pid for c in multiprocessing.active_children()}
-    config = StudyConfig.from_dict(
-        {
-            "name": "embedded",
-            "metric": {"name": "loss", "goal": "minimize"},
-            "parameters": {
-                "x": {"type": "double", "min": 0.0, "max": 1.0},
-                "y": {"type": "double", "min": 0.0, "max": 1.0},
-            },
-            "budget": {"max_trials": 10, "parallel_trials": 1},
-            "algorithm": "bayesian",
-            "seed": 1,
-        }
-    )
+    config = _xy_study("embedded", max_trials=10, seed=1)
     try:
         oracle.create_study(config)
         _run(oracle, "embedded", 8)

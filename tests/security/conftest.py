@@ -85,6 +85,18 @@ def start_chief(storage_url: str) -> Iterator[Callable[..., Chief]]:
             chief.stop(0)
 
 
+def study_text(name: str, *, max_trials: int, parallel_trials: int) -> str:
+    """A study file's text: one log-scale double, random search."""
+    return (
+        f"name: {name}\n"
+        "metric: {name: score, goal: maximize}\n"
+        "parameters:\n"
+        "  lr: {type: double, min: 0.001, max: 0.1, scale: log}\n"
+        f"budget: {{max_trials: {max_trials}, parallel_trials: {parallel_trials}}}\n"
+        "algorithm: random\n"
+    )
+
+
 def dump_store(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the study tables, for before/after comparisons."""
     engine = create_engine(normalize_url(url))

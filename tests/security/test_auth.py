@@ -20,16 +20,9 @@ from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
 from hpsearch.security import UNAUTHENTICATED_MESSAGE, ServerSecurity
 
-from .conftest import TOKEN, Pki, dump_store
+from .conftest import TOKEN, Pki, dump_store, study_text
 
-STUDY = """\
-name: guarded
-metric: {name: score, goal: maximize}
-parameters:
-  lr: {type: double, min: 0.001, max: 0.1, scale: log}
-budget: {max_trials: 4, parallel_trials: 2}
-algorithm: random
-"""
+STUDY = study_text("guarded", max_trials=4, parallel_trials=2)
 
 StartChief = Callable[..., Chief]
 

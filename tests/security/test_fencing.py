@@ -19,6 +19,8 @@ from hpsearch.errors import FailedPreconditionError, HpsearchError, StorageError
 from hpsearch.store import Store
 from hpsearch.store.fencing import ChiefLeaseHeldError, ChiefLeaseLostError
 
+from .conftest import study_text
+
 REPO = Path(__file__).resolve().parents[2]
 StartChief = Callable[..., Chief]
 
@@ -70,14 +72,7 @@ def test_second_chief_refuses_and_takeover_stops_the_first(start_chief: StartChi
     assert not second.done.is_set()
 
 
-FENCED_STUDY = """\
-name: fenced
-metric: {name: score, goal: maximize}
-parameters:
-  lr: {type: double, min: 0.001, max: 0.1, scale: log}
-budget: {max_trials: 10, parallel_trials: 4}
-algorithm: random
-"""
+FENCED_STUDY = study_text("fenced", max_trials=10, parallel_trials=4)
 
 
 def test_a_fenced_chief_writes_nothing_before_its_renewal_notices(
