@@ -91,6 +91,7 @@ class Run:
     seconds: float
     latencies: list[float]
     errors: int = 0
+    first_error: str = ""  # what the first failed call answered
     cpu_seconds: float = float("nan")  # the chief process's CPU time in the window
     repeat: int = 1
 
@@ -115,7 +116,7 @@ def worker_loop(
     tuner_id: str,
     stop: threading.Event,
     latencies: list[float],
-    errors: list[int],
+    errors: list[str],
     max_trials: int | None = None,
 ) -> None:
     done = 0
@@ -144,8 +145,8 @@ def worker_loop(
                     hyperparameters=trial.hyperparameters,
                 )
                 stub.EndTrial(svc.EndTrialRequest(trial=ended), timeout=60)
-            except grpc.RpcError:
-                errors.append(1)
+            except grpc.RpcError as error:
+                errors.append(f"{error.code().name}: {error.details()}")  # type: ignore[attr-defined]
                 time.sleep(0.05)
                 continue
             latencies.append(time.perf_counter() - started)
@@ -169,7 +170,7 @@ def drive(
     """Run ``workers`` loops for ``warmup + seconds``; count what ends in the last ``seconds``."""
     stop = threading.Event()
     per_thread: list[list[float]] = [[] for _ in range(workers)]
-    errors: list[int] = []
+    errors: list[str] = []
     threads = [
         threading.Thread(
             target=worker_loop, args=(address, f"w{i}", stop, per_thread[i], errors), daemon=True
@@ -197,6 +198,7 @@ def drive(
         elapsed,
         window,
         len(errors),
+        errors[0] if errors else "",
         cpu,
     )
 
@@ -225,6 +227,54 @@ def pin(enabled: bool) -> str:
         f"Pinned: each chief runs on CPU {cpus[-1]} alone (all of its threads), the worker "
         f"threads of this harness on CPU {','.join(map(str, cpus[:-1]))} (`--no-pin` to share)."
     )
+
+
+@contextmanager
+def postgres_off_the_chief_core(url: str | None) -> Iterator[str]:
+    """Run a local PostgreSQL server's processes on the workers' CPUs while pinned.
+
+    In production the database runs on its own host; on this machine its backends would
+    otherwise share the chief's core and count against the chief (Keras Tuner's chief has
+    no database).  The server's processes (the postmaster included, so that backends it
+    forks later inherit it) are moved to the workers' CPUs and moved back afterwards.
+    Yields a line for the report.
+    """
+    if url is None or PINNING is None:
+        yield ""
+        return
+    from sqlalchemy.engine import make_url
+
+    host = make_url(url).host or "localhost"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        yield f"PostgreSQL at {host} is not on this machine: not pinned."
+        return
+    moved: dict[int, set[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            pid = int(entry.name)
+            moved[pid] = os.sched_getaffinity(pid)
+            os.sched_setaffinity(pid, PINNING[1])
+        except OSError:
+            continue  # ended meanwhile, or not ours to move
+    try:
+        if moved:
+            yield (
+                f"The local PostgreSQL server ({len(moved)} processes) runs on CPU "
+                f"{','.join(map(str, sorted(PINNING[1])))}, with the worker threads, not on "
+                "the chief's core: as on its own host in production."
+            )
+        else:
+            yield "The local PostgreSQL server could not be moved: it shares every core."
+    finally:
+        for pid, cpus in moved.items():
+            try:
+                os.sched_setaffinity(pid, cpus)
+            except OSError:
+                pass
 
 
 def _pin_chief(pid: int) -> None:
@@ -413,16 +463,21 @@ def chiefs(args: argparse.Namespace, workdir: Path) -> list[tuple[str, ChiefFact
             yield chief
 
     @contextmanager
-    def postgres() -> Iterator[tuple[str, int]]:
-        with postgres_database(args.postgres) as url, hpsearch_chief(url, workdir) as chief:
+    def postgres(repo: Path = REPO) -> Iterator[tuple[str, int]]:
+        with (
+            postgres_database(args.postgres) as url,
+            hpsearch_chief(url, workdir, repo=repo) as chief,
+        ):
             yield chief
 
     found: list[tuple[str, ChiefFactory]] = [("hpsearch (SQLite)", sqlite)]
     if args.postgres:
         found.append(("hpsearch (PostgreSQL)", postgres))
     if args.baseline:
-        label = f"hpsearch {args.baseline_label or args.baseline.name} (SQLite)"
-        found.append((label, lambda: sqlite(args.baseline)))
+        label = f"hpsearch {args.baseline_label or args.baseline.name}"
+        found.append((f"{label} (SQLite)", lambda: sqlite(args.baseline)))
+        if args.postgres:
+            found.append((f"{label} (PostgreSQL)", lambda: postgres(args.baseline)))
     if not args.skip_keras_tuner:
         found.append((KT_LABEL, lambda: keras_tuner_chief(workdir)))
     return found
@@ -450,7 +505,7 @@ def study_size(args: argparse.Namespace, workdir: Path) -> list[tuple[str, int, 
     for label, storage_cm in storages(workdir, args.postgres):
         with storage_cm as storage, hpsearch_chief(storage, workdir) as (address, pid):
             latencies: list[float] = []
-            errors: list[int] = []
+            errors: list[str] = []
             fill(address, 100, latencies, errors)
             small = drive(address, label, 4, args.size_seconds, 2.0, pid)
             rows.append((label, 100, small))
@@ -462,7 +517,7 @@ def study_size(args: argparse.Namespace, workdir: Path) -> list[tuple[str, int, 
     return rows
 
 
-def fill(address: str, total: int, latencies: list[float], errors: list[int]) -> None:
+def fill(address: str, total: int, latencies: list[float], errors: list[str]) -> None:
     """Run trials with 8 workers until the study holds about ``total`` trials."""
     started = time.perf_counter()
     threads = []
@@ -592,7 +647,8 @@ def log_run(run: Run, prefix: str = "") -> None:
     print(
         f"  {prefix}{run.chief:28s} workers={run.workers:2d} trials={run.trials:5d} "
         f"rate={run.rate:7.1f}/s p50={run.pct(0.5):6.1f}ms p99={run.pct(0.99):7.1f}ms "
-        f"cpu/trial={run.cpu_ms_per_trial:5.2f}ms errors={run.errors}",
+        f"cpu/trial={run.cpu_ms_per_trial:5.2f}ms errors={run.errors}"
+        + (f" (first: {run.first_error})" if run.errors else ""),
         flush=True,
     )
 
@@ -731,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline",
         type=Path,
         help="another hpsearch checkout (e.g. a git worktree of an older commit) to run "
-        "side by side on SQLite",
+        "side by side (SQLite, and PostgreSQL with --postgres)",
     )
     parser.add_argument("--baseline-label", help="its name in the report (default: the folder)")
     parser.add_argument("--skip-size", action="store_true")
@@ -751,8 +807,12 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds, args.warmup, args.big = 3.0, 1.0, 500
         args.size_seconds, args.wait_seconds, args.windows = 2.0, 4.0, 2
     args.pinning = pin(args.pin)
-    print(args.pinning, flush=True)
-    with tempfile.TemporaryDirectory(prefix="hpsearch-bench-") as tmp:
+    with (
+        postgres_off_the_chief_core(args.postgres) as moved,
+        tempfile.TemporaryDirectory(prefix="hpsearch-bench-") as tmp,
+    ):
+        args.pinning = f"{args.pinning} {moved}".strip()
+        print(args.pinning, flush=True)
         workdir = Path(tmp)
         print("throughput:", flush=True)
         runs = throughput(args, workdir)
