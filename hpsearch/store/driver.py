@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ClauseElement
 
-from hpsearch.store.engine import statements_watched
+from hpsearch.store.engine import driver_error, statements_watched
 
 
 class DriverStatement:
@@ -91,19 +90,7 @@ class DriverStatement:
                     for column, described in zip(self._columns, cursor.description, strict=True)
                 )
         except dialect.loaded_dbapi.Error as exc:
-            # What Connection.execute would raise: a DBAPIError (the store's retry logic
-            # reads it), with a dead connection invalidated so the pool drops it.
-            invalidated = dialect.is_disconnect(exc, driver, cursor)
-            if invalidated:
-                conn.invalidate(exc)
-            raise DBAPIError.instance(
-                self.sql,
-                args,
-                exc,
-                dialect.loaded_dbapi.Error,
-                connection_invalidated=invalidated,
-                dialect=dialect,
-            ) from exc
+            raise driver_error(conn, exc, self.sql, args, cursor) from exc
         finally:
             cursor.close()
         return [self._convert(raw) for raw in rows]

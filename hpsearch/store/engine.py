@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -284,8 +285,7 @@ class WriteConnections:
             kept[0].close()
             kept = None
         if kept is None:
-            conn = self._engine.connect().execution_options(**{WRITE_OPTION: True})
-            kept = (conn, now)
+            kept = (write_connection(self._engine), now)
         try:
             yield kept[0]
         except BaseException:
@@ -304,6 +304,85 @@ class WriteConnections:
             conn.close()
 
 
+def write_connection(engine: Engine) -> Connection:
+    """A connection for write transactions.  On PostgreSQL the driver is in autocommit
+    mode and :func:`run_transaction` sends BEGIN itself, so that a guard's statements
+    can go with it in one round trip (psycopg would send its own BEGIN alone)."""
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="AUTOCOMMIT", **{WRITE_OPTION: True})
+    return conn.execution_options(**{WRITE_OPTION: True})
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """Run first in every write transaction (a fenced chief's check); raising fails every
+    write of the transaction with that error.
+
+    ``check(conn)`` runs as the transaction's first statements.  On PostgreSQL, when
+    ``postgres_sql`` is set (statements without parameters), they are sent together with
+    the BEGIN, in one round trip, and ``postgres_check(conn, rows)`` gets the rows of the
+    last one instead; where someone watches the statements, ``check`` runs as elsewhere.
+    """
+
+    check: Callable[[Connection], None]
+    postgres_sql: str | None = None
+    postgres_check: Callable[[Connection, list[Any]], None] | None = None
+
+
+def _open_write(conn: Connection, guard: Guard | None) -> None:
+    """Start a write transaction's work: on PostgreSQL send its BEGIN (the connection is in
+    autocommit mode, see :func:`write_connection`), with the guard's statements when it
+    has them; then run the guard."""
+    if conn.dialect.name != "postgresql":
+        if guard is not None:
+            guard.check(conn)  # after the BEGIN IMMEDIATE of the "begin" event
+        return
+    fused = guard is not None and guard.postgres_sql is not None
+    if statements_watched(conn) or not fused:
+        conn.exec_driver_sql("BEGIN") if statements_watched(conn) else _driver_run(conn, "BEGIN")
+        if guard is not None:
+            guard.check(conn)
+        return
+    assert guard is not None and guard.postgres_check is not None
+    rows = _driver_run(conn, f"BEGIN; {guard.postgres_sql}")
+    guard.postgres_check(conn, rows)
+
+
+def _driver_run(conn: Connection, sql: str) -> list[Any]:
+    """Send ``sql`` (one or more statements, no parameters) on the driver's cursor; the
+    rows of the last statement (none when it returns none)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql, prepare=False)
+        while cursor.nextset():
+            pass
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(conn, exc, sql, (), cursor) from exc
+    finally:
+        cursor.close()
+
+
+def driver_error(conn: Connection, exc: Any, sql: str, args: Any, cursor: Any) -> Exception:
+    """What :meth:`Connection.execute` would raise for a driver error: a DBAPIError (the
+    retry logic reads it), with a dead connection invalidated so that the pool drops it."""
+    dialect = conn.dialect
+    invalidated = dialect.is_disconnect(exc, conn.connection.driver_connection, cursor)
+    if invalidated:
+        conn.invalidate(exc)
+    return DBAPIError.instance(
+        sql,
+        args,
+        exc,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=invalidated,
+        dialect=dialect,
+    )
+
+
 def run_transaction(
     engine: Engine,
     fn: Callable[[Connection], T],
@@ -312,13 +391,15 @@ def run_transaction(
     what: str = "transaction",
     write_lock: AbstractContextManager[Any] | None = None,
     connections: WriteConnections | None = None,
+    guard: Guard | None = None,
 ) -> T:
     """Run ``fn(conn)`` in one transaction and commit; retry it when it lost a lock race.
 
     ``fn`` may run more than once, so it must have no effect outside the connection.
     Database errors that are not lock races become StorageError with a hint.  A write
     transaction holds ``write_lock`` (see :func:`process_write_lock`) while it runs, on a
-    connection from ``connections`` when given, else from the engine's pool.
+    connection from ``connections`` when given, else from the engine's pool, and runs
+    ``guard`` first.
     """
     delay = 0.005
     for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
@@ -330,12 +411,13 @@ def run_transaction(
             if connections is not None:
                 with write_lock or nullcontext(), connections.connection() as conn:
                     with conn.begin():
+                        _open_write(conn, guard)
                         result = fn(conn)
                         committing = True
                     return result
-            with write_lock or nullcontext(), engine.connect() as conn:
-                conn = conn.execution_options(**{WRITE_OPTION: True})
+            with write_lock or nullcontext(), write_connection(engine) as conn:
                 with conn.begin():
+                    _open_write(conn, guard)
                     result = fn(conn)
                     committing = True
                 return result
@@ -432,9 +514,8 @@ class GroupCommit:
         self._engine = engine
         self._write_lock = write_lock
         self.connections = WriteConnections(engine, keep=keep_connections)
-        # Run first in every write transaction (a fenced chief's check); raising fails
-        # every write of the transaction with that error.
-        self.guard: Callable[[Connection], None] | None = None
+        # Run first in every write transaction (a fenced chief's check).
+        self.guard: Guard | None = None
         self._max_group = max_group
         self._max_leaders = max_leaders
         self._mutex = threading.Lock()
@@ -499,8 +580,6 @@ class GroupCommit:
         if len(group) > 1:
 
             def body(conn: Connection) -> list[Any]:
-                if guard is not None:
-                    guard(conn)
                 results = []
                 for write in group:
                     try:
@@ -517,6 +596,7 @@ class GroupCommit:
                     what=f"{len(group)} writes ({group[0].what}, ...)",
                     write_lock=self._write_lock,
                     connections=self.connections,
+                    guard=guard,
                 )
             except _WriteFailed:
                 pass  # rolled back: run them one by one below
@@ -532,24 +612,15 @@ class GroupCommit:
             try:
                 write.result = run_transaction(
                     self._engine,
-                    write.fn if guard is None else _guarded(guard, write.fn),
+                    write.fn,
                     write=True,
                     what=write.what,
                     write_lock=self._write_lock,
                     connections=self.connections,
+                    guard=guard,
                 )
             except BaseException as exc:  # handed to its caller
                 write.error = exc
-
-
-def _guarded(
-    guard: Callable[[Connection], None], fn: Callable[[Connection], T]
-) -> Callable[[Connection], T]:
-    def body(conn: Connection) -> T:
-        guard(conn)
-        return fn(conn)
-
-    return body
 
 
 def is_retryable(exc: DBAPIError) -> bool:

@@ -5,6 +5,17 @@ renews it every third of its duration and gives it back when it stops.  The leas
 the database clock (``db_now``), like trial leases.  Each acquisition bumps ``epoch``; a
 renewal is a guarded ``UPDATE ... WHERE holder = :holder AND epoch = :epoch``, so a chief
 that another one fenced (``takeover``) learns it on its next renewal and stops serving.
+
+A fenced store (:meth:`hpsearch.store.Store.fence_writes`) also checks, first in every
+write transaction, that its lease is still held, so that a fenced chief writes nothing
+from the moment the takeover commits.  On PostgreSQL that check holds a shared
+transaction-level advisory lock (``FENCE_LOCK_CLASS``, one per schema) while it reads
+the lease, and taking the lease holds the same lock exclusively: a takeover waits for the
+write transactions in flight, and a transaction that starts after it sees the new
+holder.  (An advisory lock lives in the server's lock table only: unlike ``SELECT ...
+FOR SHARE`` on the lease row it writes nothing to the row or the WAL, and it goes with
+the BEGIN in one round trip.)  On SQLite a write transaction holds the database's write
+lock, with the same effect.
 """
 
 from __future__ import annotations
@@ -12,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from hpsearch.errors import FailedPreconditionError, InvalidArgumentError
 from hpsearch.store.engine import db_now
@@ -23,6 +34,10 @@ from hpsearch.store.models import ChiefLeaseRow
 
 LEASE_NAME = "chief"
 MAX_CHIEF_LEASE_SECONDS = 3600.0
+#: The PostgreSQL advisory lock of the fence: this class (the bytes of "hpse") and the
+#: hash of the schema, so that stores in different schemas of one database have their own.
+FENCE_LOCK_CLASS = 0x6870_7365
+_FENCE_KEY = (FENCE_LOCK_CLASS, func.hashtext(func.current_schema()))
 
 _T: Table = ChiefLeaseRow.__table__  # type: ignore[assignment]
 
@@ -48,7 +63,10 @@ def acquire(conn: Connection, holder: str, lease_seconds: float, *, takeover: bo
     """Take the lease for ``holder`` (epoch + 1); ChiefLeaseHeldError when another holder's
     lease has not expired and ``takeover`` is False."""
     _check(holder, lease_seconds)
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:  # wait for the fenced writes in flight; later ones wait for this commit
+        conn.execute(select(func.pg_advisory_xact_lock(*_FENCE_KEY)))
+    insert = pg_insert if postgres else sqlite_insert
     conn.execute(
         insert(_T)
         .values(
@@ -108,19 +126,29 @@ def release(conn: Connection, lease: ChiefLease) -> bool:
     return bool(result.rowcount)
 
 
-#: Still held by (holder, epoch)?  Run first in every write transaction of a fenced store;
-#: on PostgreSQL it share-locks the lease row, so a takeover (which updates the row) waits
-#: for the transaction, and a transaction that starts after the takeover sees it.  On
-#: SQLite the write transaction holds the database's write lock, with the same effect.
-STILL_HELD = (
-    select(_T.c.epoch)
-    .where(
-        _T.c.name == LEASE_NAME,
-        _T.c.holder == bindparam("b_holder"),
-        _T.c.epoch == bindparam("b_epoch"),
-    )
-    .with_for_update(read=True)
+#: Still held by (holder, epoch)?  Run first in every write transaction of a fenced store,
+#: on PostgreSQL after SHARE_FENCE (see the module's docstring).
+STILL_HELD = select(_T.c.epoch).where(
+    _T.c.name == LEASE_NAME,
+    _T.c.holder == bindparam("b_holder"),
+    _T.c.epoch == bindparam("b_epoch"),
 )
+#: PostgreSQL: the fence's shared lock, held until the transaction ends.
+SHARE_FENCE = select(func.pg_advisory_xact_lock_shared(*_FENCE_KEY))
+
+
+def still_held_postgres_sql(lease: ChiefLease, dialect: Dialect) -> str:
+    """SHARE_FENCE and STILL_HELD for ``lease`` as plain SQL (its values inlined), to go
+    with a transaction's BEGIN in one round trip."""
+    _check(lease.holder, 1.0)
+    parts = [
+        SHARE_FENCE,
+        STILL_HELD.params(b_holder=lease.holder, b_epoch=int(lease.epoch)),
+    ]
+    return "; ".join(
+        str(part.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        for part in parts
+    )
 
 
 def lost_error(conn: Connection, lease: ChiefLease) -> ChiefLeaseLostError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +13,20 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
 
 from hpsearch.chief import Chief
 from hpsearch.client import Client
 from hpsearch.errors import FailedPreconditionError, HpsearchError, StorageError
+from hpsearch.records import Trial, TrialState
+from hpsearch.space import Goal, Metric, StudyConfig
 from hpsearch.store import Store
-from hpsearch.store.fencing import ChiefLeaseHeldError, ChiefLeaseLostError
+from hpsearch.store.fencing import (
+    FENCE_LOCK_CLASS,
+    ChiefLease,
+    ChiefLeaseHeldError,
+    ChiefLeaseLostError,
+)
 
 from .conftest import study_text
 
@@ -53,6 +62,76 @@ def test_takeover_fences_the_holder(store: Store) -> None:
     assert not store.release_chief_lease(first)  # releasing a lost lease changes nothing
     lease = store.chief_lease()
     assert lease is not None and lease.holder == "chief-b"
+
+
+def _fence_locks(store: Store, granted: bool) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = :class AND granted = :granted"
+                ),
+                {"class": FENCE_LOCK_CLASS, "granted": granted},
+            ).scalar_one()
+        )
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.postgres
+def test_a_takeover_waits_for_the_fenced_writes_in_flight(postgres_url: str) -> None:
+    """PostgreSQL: a fenced write that began before a takeover commits before it; once the
+    takeover has committed, the fenced store's next write is refused (nothing in between).
+    (SQLite runs whole write transactions one at a time under its database lock.)"""
+    with Store(postgres_url) as store:
+        _takeover_waits(store)
+
+
+def _takeover_waits(store: Store) -> None:
+    config = StudyConfig(name="fenced", metric=Metric("score", Goal.MAXIMIZE))
+    name = store.create_study(config).name
+    lease = store.acquire_chief_lease("chief-a", 60)
+    store.fence_writes(lease)
+    trial = store.create_trial(name, {"x": 1}, worker_id="w")
+    outcome: dict[str, object] = {}
+    with Store(store.url) as other, store.engine.connect() as blocker:
+        # Hold the trial's row so that the fenced completion stops inside its transaction,
+        # after the fence's check.
+        blocker.execute(text("SELECT id FROM trials FOR UPDATE"))
+
+        def complete() -> None:
+            outcome["completed"] = store.complete_trial(name, trial.number, trial.attempt, 0.5)
+
+        def take_over() -> None:
+            outcome["taken"] = other.acquire_chief_lease("chief-b", 60, takeover=True)
+
+        writer = threading.Thread(target=complete)
+        writer.start()
+        _wait_for(lambda: _fence_locks(store, granted=True) == 1, "the fenced write's lock")
+        taker = threading.Thread(target=take_over)
+        taker.start()
+        _wait_for(
+            lambda: _fence_locks(store, granted=False) == 1 or not taker.is_alive(),
+            "the takeover to queue",
+        )
+        time.sleep(0.3)
+        assert taker.is_alive(), "the takeover did not wait for the write in flight"
+        blocker.rollback()  # let the write finish
+        writer.join(10)
+        taker.join(10)
+    completed = outcome["completed"]
+    assert isinstance(completed, Trial) and completed.state is TrialState.COMPLETED
+    taken = outcome["taken"]
+    assert isinstance(taken, ChiefLease) and taken.epoch == lease.epoch + 1
+    with pytest.raises(ChiefLeaseLostError, match="chief-b"):
+        store.create_trial(name, {"x": 2}, worker_id="w")
+    assert [t.number for t in store.list_trials(name)] == [trial.number]
 
 
 def test_second_chief_refuses_and_takeover_stops_the_first(start_chief: StartChief) -> None:
