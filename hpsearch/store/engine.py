@@ -338,15 +338,15 @@ def _open_write(conn: Connection, guard: Guard | None) -> None:
         if guard is not None:
             guard.check(conn)  # after the BEGIN IMMEDIATE of the "begin" event
         return
-    fused = guard is not None and guard.postgres_sql is not None
-    if statements_watched(conn) or not fused:
-        conn.exec_driver_sql("BEGIN") if statements_watched(conn) else _driver_run(conn, "BEGIN")
-        if guard is not None:
-            guard.check(conn)
+    if statements_watched(conn):
+        conn.exec_driver_sql("BEGIN")  # someone watches the statements: let them see it
+    elif guard is not None and guard.postgres_sql and guard.postgres_check:
+        guard.postgres_check(conn, _driver_run(conn, f"BEGIN; {guard.postgres_sql}"))
         return
-    assert guard is not None and guard.postgres_check is not None
-    rows = _driver_run(conn, f"BEGIN; {guard.postgres_sql}")
-    guard.postgres_check(conn, rows)
+    else:
+        _driver_run(conn, "BEGIN")
+    if guard is not None:
+        guard.check(conn)
 
 
 def _driver_run(conn: Connection, sql: str) -> list[Any]:
