@@ -161,3 +161,28 @@ def test_a_kept_write_connection_ended_by_the_server_is_replaced(postgres_url: s
         time.sleep(0.1)
         assert store.create_trial(name, {}).number == 1
         assert [t.number for t in store.list_trials(name)] == [0, 1]
+
+
+def test_a_kept_write_connection_goes_back_to_the_pool_when_old(storage_url: str) -> None:
+    """A kept write connection serves the next transactions until ``max_age``; then it is
+    closed (back to the pool, which recycles as configured) and a fresh one is used."""
+    from hpsearch.store.engine import WriteConnections
+
+    engine = make_engine(storage_url)
+    kept = WriteConnections(engine, keep=1, max_age=0.3)
+
+    def one(conn: Connection) -> int:
+        return int(conn.execute(text("SELECT 1")).scalar_one())
+
+    try:
+        with kept.connection() as first:
+            pass
+        with kept.connection() as again:
+            assert again is first  # young: kept between transactions
+        time.sleep(0.4)
+        with kept.connection() as fresh:
+            assert fresh is not first and first.closed
+        assert run_transaction(engine, one, write=True, connections=kept) == 1
+    finally:
+        kept.close()
+        engine.dispose()
