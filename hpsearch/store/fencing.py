@@ -140,7 +140,6 @@ SHARE_FENCE = select(func.pg_advisory_xact_lock_shared(*_FENCE_KEY))
 def still_held_postgres_sql(lease: ChiefLease, dialect: Dialect) -> str:
     """SHARE_FENCE and STILL_HELD for ``lease`` as plain SQL (its values inlined), to go
     with a transaction's BEGIN in one round trip."""
-    _check(lease.holder, 1.0)
     parts = [
         SHARE_FENCE,
         STILL_HELD.params(b_holder=lease.holder, b_epoch=int(lease.epoch)),
