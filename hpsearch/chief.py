@@ -333,12 +333,14 @@ class Chief:
                 except HpsearchError as error:
                     logger.warning("chief lease not released error=%s", error)
             transactions, writes = self.store.write_stats
+            batched = self.store.batched_writes
             self.store.close()
             logger.info(
-                "store writes=%d transactions=%d (%.1f writes per commit)",
+                "store writes=%d transactions=%d (%.1f writes per commit) batched=%d",
                 writes,
                 transactions,
                 writes / max(transactions, 1),
+                batched,
             )
         self.done.set()
         logger.info("chief stopped")

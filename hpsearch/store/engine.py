@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Double, Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
@@ -330,36 +330,80 @@ class Guard:
     postgres_check: Callable[[Connection, list[Any]], None] | None = None
 
 
-def _open_write(conn: Connection, guard: Guard | None) -> None:
+class Opening(Protocol):
+    """Statements that a PostgreSQL write transaction sends with its BEGIN (after the
+    guard's), and that read their own results (see :class:`hpsearch.store.driver.Batch`)."""
+
+    results: list[Any]  # what ``take`` made of them
+
+    @property
+    def count(self) -> int: ...  # how many statements (and results)
+
+    def sql(self, conn: Connection) -> str: ...
+
+    def take(self, conn: Connection, results: list[tuple[Any, list[Any]]]) -> None: ...
+
+    def failed(self, conn: Connection) -> None: ...  # the query that held them failed
+
+
+class BatchMissed(Exception):
+    """A batch could not give every write its result: run its group the usual way."""
+
+
+def _open_write(conn: Connection, guard: Guard | None, opening: Opening | None = None) -> None:
     """Start a write transaction's work: on PostgreSQL send its BEGIN (the connection is in
     autocommit mode, see :func:`write_connection`), with the guard's statements when it
-    has them; then run the guard."""
+    has them and then ``opening``'s, in one round trip; then run the guard.  An opening
+    that cannot go (SQLite, or someone watches the statements) raises BatchMissed."""
     if conn.dialect.name != "postgresql":
+        if opening is not None:
+            raise BatchMissed("statements go with BEGIN on PostgreSQL only")
         if guard is not None:
             guard.check(conn)  # after the BEGIN IMMEDIATE of the "begin" event
         return
     if statements_watched(conn):
-        conn.exec_driver_sql("BEGIN")  # someone watches the statements: let them see it
-    elif guard is not None and guard.postgres_sql and guard.postgres_check:
-        guard.postgres_check(conn, _driver_run(conn, f"BEGIN; {guard.postgres_sql}"))
+        if opening is not None:
+            raise BatchMissed("someone watches the statements: they go one by one")
+        conn.exec_driver_sql("BEGIN")  # let them see it
+        if guard is not None:
+            guard.check(conn)
         return
-    else:
-        _driver_run(conn, "BEGIN")
-    if guard is not None:
+    fused_sql = guard.postgres_sql if guard is not None else None
+    fused_check = guard.postgres_check if guard is not None else None
+    parts = ["BEGIN"]
+    if fused_sql and fused_check:
+        parts.append(fused_sql)
+    try:
+        if opening is not None:
+            parts.append(opening.sql(conn))
+        results = driver_run(conn, "; ".join(parts))
+    except DBAPIError:
+        if opening is not None:
+            opening.failed(conn)
+        raise
+    tail = opening.count if opening is not None else 0
+    if fused_sql and fused_check:
+        fused_check(conn, results[-1 - tail][1])
+    elif guard is not None:
         guard.check(conn)
+    if opening is not None:
+        opening.take(conn, results[len(results) - tail :])
 
 
-def _driver_run(conn: Connection, sql: str) -> list[Any]:
+def driver_run(conn: Connection, sql: str) -> list[tuple[Any, list[Any]]]:
     """Send ``sql`` (one or more statements, no parameters) on the driver's cursor; the
-    rows of the last statement (none when it returns none)."""
+    description and rows of each statement, in order (no rows for one that returns none)."""
     driver = conn.connection.driver_connection
     assert driver is not None
     cursor = driver.cursor()
+    results = []
     try:
         cursor.execute(sql, prepare=False)
-        while cursor.nextset():
-            pass
-        return list(cursor.fetchall()) if cursor.description is not None else []
+        while True:
+            description = cursor.description
+            results.append((description, list(cursor.fetchall()) if description else []))
+            if not cursor.nextset():
+                return results
     except conn.dialect.loaded_dbapi.Error as exc:
         raise driver_error(conn, exc, sql, (), cursor) from exc
     finally:
@@ -392,6 +436,7 @@ def run_transaction(
     write_lock: AbstractContextManager[Any] | None = None,
     connections: WriteConnections | None = None,
     guard: Guard | None = None,
+    opening: Opening | None = None,
 ) -> T:
     """Run ``fn(conn)`` in one transaction and commit; retry it when it lost a lock race.
 
@@ -399,7 +444,8 @@ def run_transaction(
     Database errors that are not lock races become StorageError with a hint.  A write
     transaction holds ``write_lock`` (see :func:`process_write_lock`) while it runs, on a
     connection from ``connections`` when given, else from the engine's pool, and runs
-    ``guard`` first.
+    ``guard`` first, then ``opening`` (PostgreSQL: sent with the BEGIN; see
+    :func:`_open_write`).
     """
     delay = 0.005
     for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
@@ -411,13 +457,13 @@ def run_transaction(
             if connections is not None:
                 with write_lock or nullcontext(), connections.connection() as conn:
                     with conn.begin():
-                        _open_write(conn, guard)
+                        _open_write(conn, guard, opening)
                         result = fn(conn)
                         committing = True
                     return result
             with write_lock or nullcontext(), write_connection(engine) as conn:
                 with conn.begin():
-                    _open_write(conn, guard)
+                    _open_write(conn, guard, opening)
                     result = fn(conn)
                     committing = True
                 return result
@@ -456,11 +502,12 @@ _UNSET: Any = object()
 class _Write:
     """One caller's write in the group-commit queue."""
 
-    __slots__ = ("error", "fn", "group", "result", "served", "what")
+    __slots__ = ("error", "fn", "group", "part", "result", "served", "what")
 
-    def __init__(self, fn: Callable[[Connection], Any], what: str) -> None:
+    def __init__(self, fn: Callable[[Connection], Any], what: str, part: Any) -> None:
         self.fn = fn
         self.what = what
+        self.part = part  # the write as one statement, for a batch (None: it is not)
         self.served = threading.Lock()
         self.served.acquire()  # released by the leader that ran it, or to make it lead
         self.group: list[_Write] | None = None  # the group it is to lead, when handed one
@@ -500,6 +547,11 @@ class GroupCommit:
     race inside it), the group is rolled back and its writes are run again one per
     transaction, so that each caller gets its own outcome; a write may therefore run more
     than once, which :func:`run_transaction` already asks of it.
+
+    Where every write of a group also comes as one statement (``part``) and ``batch``
+    is set (PostgreSQL: :class:`hpsearch.store.driver.Batch`), the group's statements
+    are sent with its BEGIN in one round trip; when that cannot give every write its
+    result, the transaction is rolled back before its commit and the group runs as above.
     """
 
     def __init__(
@@ -516,6 +568,8 @@ class GroupCommit:
         self.connections = WriteConnections(engine, keep=keep_connections)
         # Run first in every write transaction (a fenced chief's check).
         self.guard: Guard | None = None
+        # Makes the Opening that sends a group's statements at once (None: never batch).
+        self.batch: Callable[[list[Any]], Opening] | None = None
         self._max_group = max_group
         self._max_leaders = max_leaders
         self._mutex = threading.Lock()
@@ -523,9 +577,12 @@ class GroupCommit:
         self._leaders = 0
         self.groups = 0  # transactions committed for groups (statistics)
         self.writes = 0  # writes run
+        self.batched = 0  # writes run in batches (one round trip for a group's statements)
 
-    def run(self, fn: Callable[[Connection], T], what: str) -> T:
-        write = _Write(fn, what)
+    def run(self, fn: Callable[[Connection], T], what: str, part: Any = None) -> T:
+        """Run ``fn`` in a group's transaction; ``part``, when given, is the same write as
+        one statement for a batch (see the class)."""
+        write = _Write(fn, what, part)
         with self._mutex:
             self._queue.append(write)
             group = None
@@ -577,6 +634,14 @@ class GroupCommit:
 
     def _run_group(self, group: list[_Write]) -> None:
         guard = self.guard
+        batch = self.batch
+        if (
+            batch is not None
+            and len(group) > 1
+            and all(write.part is not None for write in group)
+            and self._run_batch(group, batch([write.part for write in group]))
+        ):
+            return
         if len(group) > 1:
 
             def body(conn: Connection) -> list[Any]:
@@ -621,6 +686,43 @@ class GroupCommit:
                 )
             except BaseException as exc:  # handed to its caller
                 write.error = exc
+
+    def _run_batch(self, group: list[_Write], opening: Opening) -> bool:
+        """Run ``group`` as one batch; False when it must run the usual way (nothing of
+        it was committed then)."""
+        taken = False
+
+        def body(conn: Connection) -> list[Any]:
+            nonlocal taken
+            taken = True  # the opening gave every write its result: next is the commit
+            return opening.results
+
+        try:
+            results = run_transaction(
+                self._engine,
+                body,
+                write=True,
+                what=f"{len(group)} writes ({group[0].what}, ...)",
+                write_lock=self._write_lock,
+                connections=self.connections,
+                guard=self.guard,
+                opening=opening,
+            )
+        except Exception as exc:
+            if isinstance(exc, BatchMissed) or not taken:
+                return False  # rolled back before any commit: the usual way decides
+            for write in group:  # a commit failed: every caller gets the failure
+                write.error = exc
+            return True
+        except BaseException as exc:
+            for write in group:
+                write.error = exc
+            return True
+        for write, result in zip(group, results, strict=True):
+            write.result = result
+        with self._mutex:
+            self.batched += len(group)
+        return True
 
 
 def is_retryable(exc: DBAPIError) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from hpsearch.errors import NotFoundError, StaleAttemptError
-from hpsearch.records import TrialState
+from hpsearch.records import MeasurementRecord, Trial, TrialState
 from hpsearch.store import Store
 from hpsearch.store.engine import GroupCommit
 
@@ -118,3 +119,90 @@ def test_every_caller_gets_its_own_result_when_groups_overflow(
     assert stored == sorted(f"{k}-{i}" for k in range(THREADS) for i in range(PER_THREAD))
     assert group.writes == THREADS * PER_THREAD
     assert group.groups < group.writes
+
+
+def _waiting_on_locks(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).scalar_one()
+        )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fenced", [False, True])
+@pytest.mark.parametrize("stale", [False, True])
+def test_a_group_of_trial_writes_is_one_batch_on_postgres(
+    postgres_url: str, fenced: bool, stale: bool
+) -> None:
+    """PostgreSQL: measurements and completions queued behind a busy leader make the next
+    group, and its statements go in one batch; each caller gets its own result.  With one
+    stale completion in the group (its statement returns no row) the group runs the usual
+    way instead: the same outcomes, no batch."""
+    with Store(postgres_url) as store:
+        study = store.create_study(study_config()).name
+        if fenced:
+            store.fence_writes(store.acquire_chief_lease("chief", 60))
+        running = [store.create_trial(study, {"k": k}, worker_id=f"w{k}") for k in range(6)]
+        before = store.batched_writes
+        outcomes: dict[int, object] = {}
+
+        def write(k: int) -> None:
+            trial = running[k]
+            try:
+                if k % 2 == 0:
+                    outcomes[k] = store.add_measurement(study, trial.number, 1, 1, {"s": k})
+                elif stale and k == 5:
+                    outcomes[k] = store.complete_trial(study, trial.number, 2, float(k))
+                else:
+                    outcomes[k] = store.complete_trial(study, trial.number, 1, float(k))
+            except StaleAttemptError as error:
+                outcomes[k] = error
+
+        def lead() -> None:
+            outcomes[-1] = store.create_trial(study, {"k": -1}, worker_id="leader")
+
+        with store.engine.connect() as blocker:
+            # The leader's create_trial waits on the study's row, and the writes queue.
+            blocker.execute(text("SELECT id FROM studies FOR UPDATE"))
+            leader = threading.Thread(target=lead)
+            leader.start()
+            deadline = time.monotonic() + 10
+            while _waiting_on_locks(store) < 1:
+                assert time.monotonic() < deadline, "the leader never waited on the lock"
+                time.sleep(0.02)
+            writers = [threading.Thread(target=write, args=(k,)) for k in range(6)]
+            for thread in writers:
+                thread.start()
+            time.sleep(1.0)  # all six queue behind the leader
+            blocker.rollback()
+            for thread in [leader, *writers]:
+                thread.join(10)
+        leader_trial = outcomes[-1]
+        assert isinstance(leader_trial, Trial) and leader_trial.number == 6
+        for k in range(6):
+            got = outcomes[k]
+            if k % 2 == 0:
+                assert isinstance(got, MeasurementRecord)
+                assert (got.trial_number, got.metrics) == (k, {"s": k})
+            elif stale and k == 5:
+                assert isinstance(got, StaleAttemptError)
+            else:
+                assert isinstance(got, Trial)
+                assert (got.number, got.state, got.value) == (k, TrialState.COMPLETED, k)
+                assert got.params == {"k": k} and got.worker_id == f"w{k}"
+        stored = {t.number: t for t in store.list_trials(study)}
+        assert [stored[k].state for k in range(6)] == [
+            TrialState.RUNNING,
+            TrialState.COMPLETED,
+            TrialState.RUNNING,
+            TrialState.COMPLETED,
+            TrialState.RUNNING,
+            TrialState.RUNNING if stale else TrialState.COMPLETED,
+        ]
+        assert len(store.list_measurements(study)) == 3
+        assert store.batched_writes - before == (0 if stale else 6)
