@@ -170,8 +170,8 @@ class Batch:
     Each write of the group is one statement whose first returned row gives its result
     (create a RUNNING trial, add a measurement, complete a trial).  The statements are
     prepared on the connection once (``PREPARE hpsearch_<hash> AS ...``, outside any
-    transaction), and the group's ``EXECUTE``\ s, their parameters rendered in by psycopg's
-    own quoting, go in the simple query that opens the transaction
+    transaction); the group's ``EXECUTE`` statements, their parameters rendered in by
+    psycopg's own quoting, go in the simple query that opens the transaction
     (:func:`hpsearch.store.engine.run_transaction`): one round trip for the group's
     statements instead of one each, and no new plan for any of them.  They run in order in
     one transaction, as they would one by one.  Where a statement returns no row (the
