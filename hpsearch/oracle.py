@@ -503,6 +503,8 @@ class Oracle:
             if trial.state is TrialState.COMPLETED and trial.value is not None:
                 runtime.completed += 1
                 runtime.history.append(search.Observation(params, trial.value))
+                if runtime.history_keys is not None:
+                    runtime.history_keys.add(params_key(params))
                 runtime.dirty = True
             elif trial.state is TrialState.FAILED:
                 runtime.failed += 1
@@ -632,6 +634,8 @@ class Oracle:
                 runtime.history = [
                     search.Observation(t.params, t.value) for t in completed if t.value is not None
                 ]
+                if runtime.history_keys is not None:
+                    runtime.history_keys = {params_key(o.params) for o in runtime.history}
             runtime.cond.notify_all()
 
     def _name_of(self, trial: Trial) -> str:
@@ -665,7 +669,11 @@ class Oracle:
             n = min(runtime.target - len(kept), room - len(kept))
             if n <= 0:
                 return
-            history = list(runtime.history)
+            # Random search reads the keys kept of the history (a live set, only ever
+            # added to), not a copy of the history: O(n) per refill, not O(study size).
+            seen = runtime.history_keys if config.algorithm == "random" else None
+            history = [] if seen is not None else list(runtime.history)
+            known = len(runtime.history)
             pending = list(runtime.pending_params.values()) + runtime.in_flight + kept
             version = runtime.space_version
             runtime.dirty = False
@@ -673,7 +681,7 @@ class Oracle:
         if self._fits is not None and config.algorithm not in _CHEAP_ALGORITHMS:
             proposals, runtime.rng = self._fits.suggest(config, history, pending, n, runtime.rng)
         else:
-            proposals = search.suggest(config, history, pending, n, runtime.rng)
+            proposals = search.suggest(config, history, pending, n, runtime.rng, seen or ())
         elapsed = time.perf_counter() - started
         valid = [config.space.validate(p) for p in proposals]
         with runtime.cond:
@@ -686,7 +694,7 @@ class Oracle:
                 for p in (
                     *runtime.pending_params.values(),
                     *runtime.in_flight,
-                    *(o.params for o in runtime.history[len(history) :]),
+                    *(o.params for o in runtime.history[known:]),
                 )
             }
             if taken:
@@ -700,7 +708,7 @@ class Oracle:
             "suggestions ready study=%s n=%d history=%d seconds=%.3f",
             runtime.name,
             len(valid),
-            len(history),
+            known,
             elapsed,
         )
 
@@ -813,6 +821,10 @@ class _StudyRuntime:
         self.in_flight: list[Params] = []  # taken from the buffer, trial insert under way
         self.trials: dict[int, Trial] = {}  # running trials as handed out
         self.history: list[search.Observation] = []
+        # params_key of each entry of history, for random search (None for the others).
+        self.history_keys: set[object] | None = (
+            set() if study.config.algorithm == "random" else None
+        )
         self.buffer: deque[Params] = deque()
         self.reserved = 0  # slots taken by claims/inserts in flight (lock released)
         self.reserved_new = 0  # of which new trials (already counted in total)
@@ -840,8 +852,7 @@ class _StudyRuntime:
     def target(self) -> int:
         """How many ready suggestions to keep: many for cheap algorithms, few for model-based."""
         if self.config.algorithm in _CHEAP_ALGORITHMS:
-            # suggest() reads the whole history on every call (random search avoids repeats),
-            # so draw in batches that grow with it: O(1) work per trial at any study size.
+            # Cheap draws: keep many ready (a refill also copies the running trials' params).
             return min(1024, max(32, len(self.history) // 8))
         return max(1, min(self.config.budget.parallel_trials, 4))
 

@@ -7,7 +7,7 @@ store, calls this off the RPC threads, and stores what comes back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,12 +30,16 @@ def suggest(
     pending: Sequence[Params],
     n: int,
     rng: np.random.Generator,
+    seen: Collection[object] = (),
 ) -> list[Params]:
     """Return ``n`` new parameter sets for ``config`` given the history.
 
     ``completed`` holds finished trials with their values (in the study's own goal: the
     algorithm reads ``config.metric.goal``); ``pending`` holds trials running now, which a
     batch-aware algorithm must not duplicate.  Deterministic for a given ``rng`` state.
+    ``seen`` (random search only): the :func:`~hpsearch.search.encoding.params_key` of
+    parameter sets tried before, for a caller that keeps them instead of passing a large
+    history in ``completed`` on every call.
 
     No suggestion repeats a completed or pending parameter set, or another suggestion of
     the same call.  Fewer than ``n`` come back only when the space is exhausted (a
@@ -49,7 +53,7 @@ def suggest(
     if algorithm == "random":
         from hpsearch.search.random import suggest_random
 
-        return suggest_random(config, completed, pending, n, rng)
+        return suggest_random(config, completed, pending, n, rng, seen)
     if algorithm == "grid":
         from hpsearch.search.grid import suggest_grid
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,20 +25,23 @@ def suggest_random(
     pending: Sequence[Params],
     n: int,
     rng: np.random.Generator,
+    seen: Collection[object] = (),
 ) -> list[Params]:
-    """``n`` uniform draws that repeat no completed, pending or earlier draw.
+    """``n`` uniform draws that repeat no completed, pending or earlier draw, nor any
+    parameter set whose :func:`params_key` is in ``seen`` (a caller that keeps the keys
+    of a large history passes them here instead of the history itself).
 
     Returns fewer than ``n`` only when ``MAX_RETRIES`` draws in a row were all seen
     before, i.e. a small finite space is (nearly) exhausted.
     """
-    seen = {params_key(o.params) for o in completed} | {params_key(p) for p in pending}
+    drawn = {params_key(o.params) for o in completed} | {params_key(p) for p in pending}
     out: list[Params] = []
     for _ in range(n):
         for _ in range(MAX_RETRIES):
             params = config.space.sample(rng)
             key = params_key(params)
-            if key not in seen:
-                seen.add(key)
+            if key not in drawn and key not in seen:
+                drawn.add(key)
                 out.append(params)
                 break
         else:

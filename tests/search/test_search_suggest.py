@@ -12,6 +12,7 @@ from hpsearch.errors import InvalidArgumentError
 from hpsearch.search import Observation, suggest
 from hpsearch.search.acquisition import log_h
 from hpsearch.search.bayesian import initial_design_size
+from hpsearch.search.encoding import params_key
 from hpsearch.search.grid import grid_points
 from hpsearch.space import (
     BooleanParam,
@@ -135,6 +136,17 @@ def test_small_space_is_exhausted_without_duplicates(algorithm: str) -> None:
     assert out == [everything[5]]
     done.append(Observation(everything[5], 0.0))
     assert suggest(cfg, done, pending, 2, np.random.default_rng(0)) == []
+
+
+def test_random_search_skips_the_keys_it_is_given() -> None:
+    """``seen``: the keys of a history kept by the caller count as tried (random search)."""
+    space = Space((CategoricalParam("opt", values=("a", "b")), IntegerParam("n", min=1, max=3)))
+    cfg = config(space, algorithm="random")
+    everything = [{"opt": o, "n": n} for o in ("a", "b") for n in (1, 2, 3)]
+    seen = {params_key(p) for p in everything[:4]}
+    out = suggest(cfg, [], [everything[4]], 3, np.random.default_rng(0), seen)
+    assert out == [everything[5]]
+    assert seen == {params_key(p) for p in everything[:4]}  # the caller's set is not changed
 
 
 def test_batch_is_diverse() -> None:
