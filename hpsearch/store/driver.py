@@ -211,8 +211,10 @@ class Batch:
             )
 
     def failed(self, conn: Connection) -> None:
-        """The batch's query failed: read what ``conn`` has prepared afresh next time."""
-        conn.connection.info.pop(PREPARED_KEY, None)
+        """The batch's query failed: read what ``conn`` has prepared afresh next time (a
+        connection that was lost starts with a new record anyway)."""
+        if not conn.invalidated:
+            conn.connection.info.pop(PREPARED_KEY, None)
 
     def take(self, conn: Connection, results: Sequence[tuple[Any, list[Any]]]) -> None:
         """Read the statements' results (description and rows of each, in order)."""

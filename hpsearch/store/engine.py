@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Double, Engine, create_engine, event
+from sqlalchemy import Double, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -350,27 +350,31 @@ class BatchMissed(Exception):
     """A batch could not give every write its result: run its group the usual way."""
 
 
-def _open_write(conn: Connection, guard: Guard | None, opening: Opening | None = None) -> None:
+def _open_write(
+    conn: Connection, guard: Guard | None, opening: Opening | None = None
+) -> int | None:
     """Start a write transaction's work: on PostgreSQL send its BEGIN (the connection is in
-    autocommit mode, see :func:`write_connection`), with the guard's statements when it
-    has them and then ``opening``'s, in one round trip; then run the guard.  An opening
-    that cannot go (SQLite, or someone watches the statements) raises BatchMissed."""
+    autocommit mode, see :func:`write_connection`) and ask for its transaction id, with the
+    guard's statements when it has them and then ``opening``'s, in one round trip; then
+    run the guard.  An opening that cannot go (SQLite, or someone watches the statements)
+    raises BatchMissed.  Returns the transaction id (PostgreSQL), for
+    :func:`_commit_status`."""
     if conn.dialect.name != "postgresql":
         if opening is not None:
             raise BatchMissed("statements go with BEGIN on PostgreSQL only")
         if guard is not None:
             guard.check(conn)  # after the BEGIN IMMEDIATE of the "begin" event
-        return
+        return None
     if statements_watched(conn):
         if opening is not None:
             raise BatchMissed("someone watches the statements: they go one by one")
         conn.exec_driver_sql("BEGIN")  # let them see it
         if guard is not None:
             guard.check(conn)
-        return
+        return None
     fused_sql = guard.postgres_sql if guard is not None else None
     fused_check = guard.postgres_check if guard is not None else None
-    parts = ["BEGIN"]
+    parts = ["BEGIN", "SELECT txid_current()"]
     if fused_sql and fused_check:
         parts.append(fused_sql)
     try:
@@ -388,6 +392,25 @@ def _open_write(conn: Connection, guard: Guard | None, opening: Opening | None =
         guard.check(conn)
     if opening is not None:
         opening.take(conn, results[len(results) - tail :])
+    return int(results[1][1][0][0])
+
+
+def _commit_status(engine: Engine, xid: int, wait: float = 2.0) -> str | None:
+    """What became of PostgreSQL transaction ``xid`` whose COMMIT lost its connection:
+    ``"committed"``, ``"aborted"``, or None when the server cannot tell us (unreachable,
+    or still in progress after ``wait`` seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with engine.connect() as conn:
+                status = conn.execute(text("SELECT txid_status(:xid)"), {"xid": xid}).scalar()
+        except DBAPIError:
+            status = None  # e.g. another pooled connection that died with it: try again
+        if status in ("committed", "aborted"):
+            return str(status)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 def driver_run(conn: Connection, sql: str) -> list[tuple[Any, list[Any]]]:
@@ -450,6 +473,7 @@ def run_transaction(
     delay = 0.005
     for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
         committing = False
+        xid: int | None = None
         try:
             if not write and not is_memory_sqlite(engine.url):
                 with engine.connect() as conn, conn.begin():
@@ -457,13 +481,13 @@ def run_transaction(
             if connections is not None:
                 with write_lock or nullcontext(), connections.connection() as conn:
                     with conn.begin():
-                        _open_write(conn, guard, opening)
+                        xid = _open_write(conn, guard, opening)
                         result = fn(conn)
                         committing = True
                     return result
             with write_lock or nullcontext(), write_connection(engine) as conn:
                 with conn.begin():
-                    _open_write(conn, guard, opening)
+                    xid = _open_write(conn, guard, opening)
                     result = fn(conn)
                     committing = True
                 return result
@@ -476,12 +500,23 @@ def run_transaction(
         except DBAPIError as exc:
             if committing and exc.connection_invalidated:
                 # The connection died during COMMIT: the server may have committed.  Running
-                # the transaction again could apply it twice (a second trial created).
-                raise StorageError(
-                    f"the connection to {safe_url(engine.url)} was lost while committing "
-                    f"({what}): the change may or may not have been saved; check its state "
-                    "(e.g. `hpsearch trials STUDY`) before repeating it"
-                ) from exc
+                # the transaction again could apply it twice (a second trial created), so
+                # ask the server what became of it (PostgreSQL), else say so.
+                status = None if xid is None else _commit_status(engine, xid)
+                logger.warning(
+                    "connection lost while committing what=%s xid=%s outcome=%s",
+                    what,
+                    xid,
+                    status or "unknown",
+                )
+                if status == "committed":
+                    return result
+                if status != "aborted":
+                    raise StorageError(
+                        f"the connection to {safe_url(engine.url)} was lost while committing "
+                        f"({what}): the change may or may not have been saved; check its "
+                        "state (e.g. `hpsearch trials STUDY`) before repeating it"
+                    ) from exc
             retry = is_retryable(exc)
             if not retry or attempt == MAX_TRANSACTION_ATTEMPTS:
                 raise storage_error(exc, engine.url, what) from exc

@@ -186,3 +186,64 @@ def test_a_kept_write_connection_goes_back_to_the_pool_when_old(storage_url: str
     finally:
         kept.close()
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_commit_cut_off_and_aborted_by_the_server_is_run_again(postgres_url: str) -> None:
+    """The connection dies while COMMIT runs (the server's backend is ended mid-commit):
+    the store asks the server what became of the transaction (``txid_status``); it was
+    rolled back, so the transaction runs again and commits once, with no error."""
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE probe (id INTEGER PRIMARY KEY)"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"
+            )
+        )
+        # Runs at COMMIT: the commit takes half a second, long enough to be cut off.
+        conn.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON probe DEFERRABLE "
+                "INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+            )
+        )
+    runs: list[int] = []
+    killed: list[int] = []
+
+    def body(conn: Connection) -> str:
+        runs.append(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        conn.execute(text("INSERT INTO probe (id) VALUES (1)"))
+        return "inserted"
+
+    def kill_the_first_commit() -> None:
+        deadline = time.monotonic() + 10
+        with engine.connect() as admin:
+            while time.monotonic() < deadline and not killed:
+                pid = admin.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE query = 'COMMIT' "
+                        "AND state = 'active' AND wait_event = 'PgSleep'"
+                    )
+                ).scalar()
+                if pid is not None:
+                    admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    killed.append(pid)
+                admin.rollback()
+                time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_first_commit)
+    killer.start()
+    try:
+        assert run_transaction(engine, body, write=True) == "inserted"
+    finally:
+        killer.join()
+    try:
+        assert killed and killed[0] == runs[0], "no commit was cut off"
+        assert len(runs) == 2 and runs[1] != runs[0]  # again, on a new connection
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM probe")).scalar_one() == 1
+    finally:
+        engine.dispose()
