@@ -667,8 +667,21 @@ class GroupCommit:
                 if write is not own:
                     write.served.release()
 
+    def _transaction(
+        self, fn: Callable[[Connection], T], what: str, opening: Opening | None = None
+    ) -> T:
+        return run_transaction(
+            self._engine,
+            fn,
+            write=True,
+            what=what,
+            write_lock=self._write_lock,
+            connections=self.connections,
+            guard=self.guard,
+            opening=opening,
+        )
+
     def _run_group(self, group: list[_Write]) -> None:
-        guard = self.guard
         batch = self.batch
         if (
             batch is not None
@@ -689,15 +702,7 @@ class GroupCommit:
                 return results
 
             try:
-                results = run_transaction(
-                    self._engine,
-                    body,
-                    write=True,
-                    what=f"{len(group)} writes ({group[0].what}, ...)",
-                    write_lock=self._write_lock,
-                    connections=self.connections,
-                    guard=guard,
-                )
+                results = self._transaction(body, _group_what(group))
             except _WriteFailed:
                 pass  # rolled back: run them one by one below
             except BaseException as exc:  # every caller gets the failure
@@ -710,15 +715,7 @@ class GroupCommit:
                 return
         for write in group:
             try:
-                write.result = run_transaction(
-                    self._engine,
-                    write.fn,
-                    write=True,
-                    what=write.what,
-                    write_lock=self._write_lock,
-                    connections=self.connections,
-                    guard=guard,
-                )
+                write.result = self._transaction(write.fn, write.what)
             except BaseException as exc:  # handed to its caller
                 write.error = exc
 
@@ -733,16 +730,7 @@ class GroupCommit:
             return opening.results
 
         try:
-            results = run_transaction(
-                self._engine,
-                body,
-                write=True,
-                what=f"{len(group)} writes ({group[0].what}, ...)",
-                write_lock=self._write_lock,
-                connections=self.connections,
-                guard=self.guard,
-                opening=opening,
-            )
+            results = self._transaction(body, _group_what(group), opening)
         except Exception as exc:
             if isinstance(exc, BatchMissed) or not taken:
                 return False  # rolled back before any commit: the usual way decides
@@ -758,6 +746,10 @@ class GroupCommit:
         with self._mutex:
             self.batched += len(group)
         return True
+
+
+def _group_what(group: list[_Write]) -> str:
+    return f"{len(group)} writes ({group[0].what}, ...)"
 
 
 def is_retryable(exc: DBAPIError) -> bool:
