@@ -122,9 +122,7 @@ class Client:
         """Create a study from a :class:`StudyConfig`, a study file path or YAML/JSON text."""
         if isinstance(config, StudyConfig):
             text, fmt = dumps_study(config, fmt="json"), "json"
-        elif isinstance(config, Path) or (
-            isinstance(config, str) and "\n" not in config and Path(config).is_file()
-        ):
+        elif isinstance(config, Path) or (isinstance(config, str) and _is_file(config)):
             path = Path(config)
             text = path.read_text(encoding="utf-8")
             fmt = "json" if path.suffix.lower() == ".json" else "yaml"
@@ -266,6 +264,17 @@ class Client:
                 )
                 time.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, self.max_backoff)
+
+
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file (study text of any length is not one: a
+    long line would make ``stat`` fail with "File name too long")."""
+    if "\n" in text or "\0" in text:
+        return False
+    try:
+        return Path(text).is_file()
+    except OSError:
+        return False
 
 
 __all__ = ["Client", "LeaseStatus"]

@@ -39,7 +39,7 @@ import numpy as np
 
 from hpsearch import search
 from hpsearch.early_stopping import median_rule
-from hpsearch.errors import InvalidArgumentError
+from hpsearch.errors import InvalidArgumentError, StaleAttemptError
 from hpsearch.records import (
     MeasurementRecord,
     Study,
@@ -189,13 +189,25 @@ class Oracle:
 
     # -- trials ---------------------------------------------------------------------------
     def ask(
-        self, study: str, worker_id: str, count: int = 1, *, wait: float | None = None
+        self,
+        study: str,
+        worker_id: str,
+        count: int = 1,
+        *,
+        wait: float | None = None,
+        lease_seconds: float | None = None,
+        restarted: bool = False,
     ) -> AskResult:
         """Hand ``worker_id`` up to ``count`` trials of ``study`` to run.
 
-        A worker that already holds running trials gets them back.  When nothing can be
-        handed out yet the call is held up to ``wait`` seconds (default: the oracle's hold)
-        and answers WAIT; once the budget is spent and every trial finished it answers DONE.
+        A worker that already holds running trials gets them back, unless ``restarted``:
+        the caller runs one trial at a time and asks only once it has ended the last (a
+        stock Keras Tuner worker), so a trial it still holds was abandoned by a restart:
+        that attempt is ended as LOST (a result it still sends may count) and the trial
+        is retried at once.  When nothing can be handed out yet the call is held up to
+        ``wait`` seconds (default: the oracle's hold) and answers WAIT; once the budget is
+        spent and every trial finished it answers DONE.  ``lease_seconds`` (default: the
+        study's) is the lease of the attempts handed out.
         """
         if not worker_id:
             raise InvalidArgumentError("worker_id is empty; give each worker a stable id")
@@ -204,6 +216,8 @@ class Oracle:
         count = min(count, MAX_TRIALS_PER_ASK)
         hold = self.hold_seconds if wait is None else max(0.0, min(wait, MAX_HOLD_SECONDS))
         runtime = self._runtime(study)
+        if restarted and runtime.by_worker.get(worker_id):
+            self._abandon_held(runtime, worker_id)
         deadline = time.monotonic() + hold
         with runtime.cond:
             while True:
@@ -217,7 +231,7 @@ class Oracle:
                     return AskResult(AskStatus.TRIALS, held, runtime.config.lease_seconds)
                 if runtime.finished:
                     return AskResult(AskStatus.DONE)
-                trials = self._hand_out(runtime, worker_id, count)
+                trials = self._hand_out(runtime, worker_id, count, lease_seconds)
                 if trials:
                     return AskResult(AskStatus.TRIALS, trials, runtime.config.lease_seconds)
                 if self._finish_if_done(runtime):
@@ -229,32 +243,56 @@ class Oracle:
                     return AskResult(AskStatus.WAIT)
                 runtime.cond.wait(remaining)
 
-    def heartbeat(self, study: str, number: int, attempt: int) -> LeaseAnswer:
-        """Renew a running attempt's lease; StaleAttemptError if it was lost."""
+    def heartbeat(
+        self, study: str, number: int, attempt: int, *, lease_seconds: float | None = None
+    ) -> LeaseAnswer:
+        """Renew a running attempt's lease (``lease_seconds``, default: the study's).
+
+        An attempt whose lease expired while its trial still waits for the retry is
+        revived; StaleAttemptError once another attempt started or the trial finished.
+        """
         runtime = self._runtime(study)
-        trial = self.store.renew_lease(
-            study, number, attempt, lease_seconds=runtime.config.lease_seconds
-        )
-        with runtime.cache_lock:
-            runtime.renewed_at[number] = (attempt, time.monotonic())
+        lease = runtime.config.lease_seconds if lease_seconds is None else lease_seconds
+        trial = self.store.renew_lease(study, number, attempt, lease_seconds=lease)
+        self._note_renewal(runtime, trial, attempt)
         return self._lease_answer(runtime, trial)
 
     def report(
-        self, study: str, number: int, attempt: int, step: int, metrics: Mapping[str, float]
+        self,
+        study: str,
+        number: int,
+        attempt: int,
+        step: int,
+        metrics: Mapping[str, float],
+        *,
+        lease_seconds: float | None = None,
+        late: bool = False,
     ) -> LeaseAnswer:
-        """Record an intermediate measurement (it also renews the lease)."""
+        """Record an intermediate measurement (it also renews the lease).
+
+        ``late``: keep the measurement of an attempt that was given up on while its trial
+        is not completed (its result may still count, see :meth:`complete`) instead of
+        raising StaleAttemptError; the answer then carries no renewed trial.
+        """
         runtime = self._runtime(study)
         clean = _finite_metrics(metrics, where=f"trial {number} step {step}")
         if step < 0:
             raise InvalidArgumentError(f"step must be >= 0, got {step}")
-        lease = runtime.config.lease_seconds
+        lease = runtime.config.lease_seconds if lease_seconds is None else lease_seconds
         with runtime.cache_lock:
             renewed = runtime.renewed_at.get(number)
         if renewed is None or time.monotonic() - renewed[1] > lease / 4 or renewed[0] != attempt:
-            trial = self.store.renew_lease(study, number, attempt, lease_seconds=lease)
-            with runtime.cache_lock:
-                runtime.renewed_at[number] = (attempt, time.monotonic())
-            record = self.store.add_measurement(study, number, attempt, step, clean)
+            try:
+                trial: Trial | None = self.store.renew_lease(
+                    study, number, attempt, lease_seconds=lease
+                )
+            except StaleAttemptError:
+                if not late:
+                    raise
+                trial = None
+            if trial is not None:
+                self._note_renewal(runtime, trial, attempt)
+            record = self.store.add_measurement(study, number, attempt, step, clean, late=late)
         else:
             # Renewed moments ago: the measurement alone (the store still refuses a stale
             # attempt) saves a write per report.
@@ -288,10 +326,14 @@ class Oracle:
         value: float | None = None,
         metrics: Mapping[str, float] | None = None,
     ) -> Trial:
-        """Finish an attempt as COMPLETED.  Idempotent; StaleAttemptError for a lost attempt.
+        """Finish an attempt as COMPLETED.  Idempotent.
 
         Without ``value`` the objective is the study metric in ``metrics``, else taken from
         the attempt's intermediate measurements under the study's ``measurement`` rule.
+        A late result (its attempt was given up on: the lease expired, or the worker
+        restarted) still counts when no other attempt completed the trial; an attempt
+        started in its place is ended as STOPPED.  When another attempt completed it, the
+        stored trial is returned unchanged (its ``attempt`` says whose result counts).
         """
         runtime = self._runtime(study)
         config = runtime.config
@@ -397,14 +439,16 @@ class Oracle:
                 runtime.forget_running(number)
         return held
 
-    def _hand_out(self, runtime: _StudyRuntime, worker_id: str, count: int) -> list[Trial]:
+    def _hand_out(
+        self, runtime: _StudyRuntime, worker_id: str, count: int, lease: float | None
+    ) -> list[Trial]:
         """Claim a WAITING trial or create one from the buffer, up to the limits.
 
         Called with the study's lock held; the lock is released around each SQL write
         (the slot is reserved first), so other calls of the study are not held up by it.
         """
         budget = runtime.config.budget
-        lease = runtime.config.lease_seconds
+        lease = runtime.config.lease_seconds if lease is None else lease
         trials: list[Trial] = []
         while len(trials) < count and runtime.active < budget.parallel_trials:
             params: Params | None = None
@@ -454,6 +498,43 @@ class Oracle:
             self._suggest_wakeup.set()
         return trials
 
+    def _abandon_held(self, runtime: _StudyRuntime, worker_id: str) -> None:
+        """End the attempts ``worker_id`` holds as LOST: it asked for a trial again, so it
+        restarted (see :meth:`ask`); each trial is retried as its next attempt."""
+        with runtime.cond:
+            held = [(n, runtime.running[n][1]) for n in runtime.by_worker.get(worker_id, ())]
+        for number, attempt in held:
+            try:
+                trial = self.store.fail_trial(
+                    runtime.name,
+                    number,
+                    attempt,
+                    f"worker {worker_id} asked for a new trial while holding this one: it "
+                    "restarted",
+                    retry=True,
+                    lost=True,
+                )
+            except StaleAttemptError:  # it ended meanwhile: the mirror was behind
+                self._resync(runtime)
+                continue
+            logger.info(
+                "attempt given up: its worker restarted study=%s number=%d attempt=%d "
+                "worker=%s state=%s",
+                runtime.name,
+                number,
+                attempt,
+                worker_id,
+                trial.state.value,
+            )
+            self._after_end(runtime, trial, attempt)
+
+    def _note_renewal(self, runtime: _StudyRuntime, trial: Trial, attempt: int) -> None:
+        with runtime.cache_lock:
+            runtime.renewed_at[trial.number] = (attempt, time.monotonic())
+        held = runtime.running.get(trial.number)
+        if held is None or held[1] != attempt:
+            self._resync(runtime)  # a lost attempt revived by its heartbeat
+
     def _finish_if_done(self, runtime: _StudyRuntime) -> bool:
         budget = runtime.config.budget
         reason = None
@@ -481,7 +562,14 @@ class Oracle:
         with runtime.cond:
             current = runtime.running.get(trial.number)
             if current is None or current[1] != attempt:
-                return  # a repeated report: already accounted for
+                counted = (
+                    trial.state is TrialState.COMPLETED
+                    and trial.attempt == attempt
+                    and trial.number not in runtime.completed_numbers
+                )
+                if counted:
+                    self._count_late_result(runtime, trial, attempt)
+                return  # else a repeated or acknowledged report: already accounted for
             runtime.forget_running(trial.number)
             runtime.trials.pop(trial.number, None)
             with runtime.cache_lock:
@@ -500,6 +588,8 @@ class Oracle:
                     ]
                 runtime.renewed_at.pop(trial.number, None)
             params = runtime.pending_params.pop(trial.number, trial.params)
+            if trial.state is TrialState.COMPLETED:
+                runtime.completed_numbers.add(trial.number)
             if trial.state is TrialState.COMPLETED and trial.value is not None:
                 runtime.completed += 1
                 runtime.history.append(search.Observation(params, trial.value))
@@ -517,6 +607,26 @@ class Oracle:
             runtime.cond.notify_all()
         if runtime.dirty and runtime.config.algorithm not in _CHEAP_ALGORITHMS:
             self._suggest_wakeup.set()
+
+    def _count_late_result(self, runtime: _StudyRuntime, trial: Trial, attempt: int) -> None:
+        """A late result counted (its attempt had been given up on, see :meth:`complete`):
+        the history gains the trial; the counts and the running set (an attempt started in
+        its place was ended) come from SQL again.  Called with ``runtime.cond`` held."""
+        runtime.completed_numbers.add(trial.number)
+        if trial.value is not None:
+            runtime.history.append(search.Observation(trial.params, trial.value))
+            if runtime.history_keys is not None:
+                runtime.history_keys.add(params_key(trial.params))
+        runtime.dirty = True
+        _log_trial(trial, runtime.name, event="ended late", attempt=attempt)
+        runtime.cond.release()
+        try:
+            self._resync(runtime)
+        finally:
+            runtime.cond.acquire()
+        self._finish_if_done(runtime)
+        runtime.cond.notify_all()
+        self._suggest_wakeup.set()
 
     def _lease_answer(self, runtime: _StudyRuntime, trial: Trial) -> LeaseAnswer:
         return LeaseAnswer(trial, *self._stop_reason(runtime))
@@ -631,6 +741,7 @@ class Oracle:
                             del cache[number]
             if load_history:
                 completed = self.store.list_trials(runtime.name, states=[TrialState.COMPLETED])
+                runtime.completed_numbers = {t.number for t in completed}
                 runtime.history = [
                     search.Observation(t.params, t.value) for t in completed if t.value is not None
                 ]
@@ -821,6 +932,7 @@ class _StudyRuntime:
         self.in_flight: list[Params] = []  # taken from the buffer, trial insert under way
         self.trials: dict[int, Trial] = {}  # running trials as handed out
         self.history: list[search.Observation] = []
+        self.completed_numbers: set[int] = set()  # COMPLETED trials, to count each once
         # params_key of each entry of history, for random search (None for the others).
         self.history_keys: set[object] | None = (
             set() if study.config.algorithm == "random" else None

@@ -9,10 +9,20 @@ Mapping:
   ``"7.2"`` for its second attempt, so a late report from a lost attempt is recognised.
 - ``CreateTrial`` holds the call while no trial is ready and answers IDLE only after the
   hold; STOPPED once the study is finished, which makes the worker exit.
-- ``UpdateTrial`` records a measurement and renews the lease (stock workers call it once,
-  after training, so give Keras Tuner studies a ``lease_seconds`` above a trial's length).
-- ``EndTrial`` with COMPLETED takes the objective from the measurements under the study's
-  ``measurement`` rule; INVALID fails the attempt with a retry, FAILED without.
+- ``UpdateTrial`` records a measurement and renews the lease; ``EndTrial`` with COMPLETED
+  takes the objective from the measurements under the study's ``measurement`` rule;
+  INVALID fails the attempt with a retry, FAILED without.
+
+The lease of a stock worker (see docs/design.md, "Stock Keras Tuner workers"): Keras Tuner
+1.4 sends nothing while a model trains, so no heartbeat can renew a lease during a trial.
+Its attempts get the study's ``keras_tuner_lease_seconds`` (two days by default), not
+``lease_seconds``.  A stock worker runs one trial at a time and asks for the next only
+after ending the last, so a ``CreateTrial`` from a tuner id that still holds a trial means
+that worker restarted: its attempt is ended as LOST and the trial retried at once.  And
+no answer crashes a stock worker when the chief can use what it sent (Keras Tuner's
+client has no retry and ends ``tuner.search()`` on any error): a late ``UpdateTrial`` /
+``EndTrial`` from an attempt given up on counts unless another attempt completed the
+trial, and is otherwise acknowledged, logged and not stored.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from typing import Any
 
 import grpc
 
-from hpsearch.errors import FailedPreconditionError, InvalidArgumentError
+from hpsearch.errors import FailedPreconditionError, InvalidArgumentError, StaleAttemptError
 from hpsearch.oracle import AskStatus, Oracle
 from hpsearch.protos import keras_tuner_pb2 as kt_pb2
 from hpsearch.protos import keras_tuner_service_pb2 as service_pb2
@@ -96,7 +106,13 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         self, request: service_pb2.CreateTrialRequest, context: grpc.ServicerContext
     ) -> service_pb2.CreateTrialResponse:
         name = self._study()
-        answer = self.oracle.ask(name, request.tuner_id or "tuner0", 1)
+        answer = self.oracle.ask(
+            name,
+            request.tuner_id or "tuner0",
+            1,
+            lease_seconds=self.oracle.config(name).keras_tuner_lease_seconds,
+            restarted=True,
+        )
         if answer.status is AskStatus.DONE:
             return service_pb2.CreateTrialResponse(trial=kt_pb2.Trial(status=kt_pb2.STOPPED))
         if answer.status is AskStatus.WAIT:
@@ -123,13 +139,33 @@ class KerasTunerServicer(service_grpc.OracleServicer):
             if config.metric.name in dropped:
                 with self._lock:
                     self._non_finite[(number, attempt)] = dropped
-        if metrics:
-            answer = self.oracle.report(name, number, attempt, max(0, request.step), metrics)
-        else:  # nothing storable: still a sign of life
-            answer = self.oracle.heartbeat(name, number, attempt)
-        trial = answer.trial or self.oracle.get_trial(name, number, exact=False)
+        lease = config.keras_tuner_lease_seconds
+        try:
+            if metrics:
+                answer = self.oracle.report(
+                    name,
+                    number,
+                    attempt,
+                    max(0, request.step),
+                    metrics,
+                    lease_seconds=lease,
+                    late=True,
+                )
+            else:  # nothing storable: still a sign of life
+                answer = self.oracle.heartbeat(name, number, attempt, lease_seconds=lease)
+        except StaleAttemptError as error:
+            # The trial was completed by another attempt (or this one ended): acknowledge,
+            # or Keras Tuner's search() dies on its way out of the trial.
+            logger.info(
+                "late UpdateTrial acknowledged, nothing stored study=%s trial_id=%s reason=%r",
+                name,
+                request.trial_id,
+                str(error),
+            )
+            answer = None
+        trial = (answer and answer.trial) or self.oracle.get_trial(name, number, exact=False)
         proto = self._trial_proto(config, trial, attempt=attempt)
-        if answer.should_stop:
+        if answer is not None and answer.should_stop:
             proto.status = kt_pb2.STOPPED
         return service_pb2.UpdateTrialResponse(trial=proto)
 
@@ -144,12 +180,42 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         self._learn_space(name, sent.hyperparameters)
         with self._lock:
             non_finite = self._non_finite.pop((number, attempt), None)
+        try:
+            self._end(name, number, attempt, sent, non_finite)
+        except StaleAttemptError as error:
+            # Only a report that contradicts this attempt's own earlier one gets here; the
+            # worker cannot do better, so it is told nothing and goes on.
+            logger.warning(
+                "EndTrial acknowledged, nothing stored study=%s trial_id=%s reason=%r",
+                name,
+                sent.trial_id,
+                str(error),
+            )
+        return service_pb2.EndTrialResponse()
+
+    def _end(
+        self,
+        name: str,
+        number: int,
+        attempt: int,
+        sent: kt_pb2.Trial,
+        non_finite: list[str] | None,
+    ) -> None:
         if sent.status == kt_pb2.COMPLETED and non_finite is None:
             config = self.oracle.config(name)
             try:
-                self.oracle.complete(
+                trial = self.oracle.complete(
                     name, number, attempt, value=_score_of(config, sent), metrics={}
                 )
+                if trial.attempt != attempt:
+                    logger.info(
+                        "EndTrial acknowledged, result not stored: attempt %d completed "
+                        "trial %d first study=%s trial_id=%s",
+                        trial.attempt,
+                        number,
+                        name,
+                        sent.trial_id,
+                    )
             except InvalidArgumentError as error:
                 # The worker did its part; the study metric is missing (e.g. the tuner's
                 # objective differs from the study's).  Keep the worker alive, fail the trial.
@@ -169,7 +235,6 @@ class KerasTunerServicer(service_grpc.OracleServicer):
                 f"{kt_pb2.TrialStatus.Name(sent.status) if known else sent.status}; "
                 "send COMPLETED, INVALID or FAILED"
             )
-        return service_pb2.EndTrialResponse()
 
     @rpc
     def GetBestTrials(

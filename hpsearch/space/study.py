@@ -42,6 +42,9 @@ from hpsearch.space.params import (
 
 ALGORITHMS = ("bayesian", "random", "grid", "tpe", "cmaes")
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+#: Two days: a stock Keras Tuner worker's trial of up to a day keeps its lease with room.
+DEFAULT_KERAS_TUNER_LEASE_SECONDS = 2 * 86400.0
+MAX_KERAS_TUNER_LEASE_SECONDS = 7 * 86400.0
 
 
 class _StudyLoader(yaml.SafeLoader):
@@ -150,6 +153,11 @@ class StudyConfig:
     lease_seconds: float = 60.0
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     seed: int | None = None
+    #: The lease of an attempt handed to a stock Keras Tuner worker, which sends nothing
+    #: while it trains (Keras Tuner 1.4 reports once, after ``fit``), so no heartbeat can
+    #: renew it: long enough for any real training run.  A worker that restarts under the
+    #: same tuner id gives its trial back at once, without waiting for this lease.
+    keras_tuner_lease_seconds: float = DEFAULT_KERAS_TUNER_LEASE_SECONDS
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not STUDY_NAME.match(self.name):
@@ -168,6 +176,16 @@ class StudyConfig:
         ):
             raise InvalidArgumentError(
                 f"lease_seconds must be between 1 and 86400, got {self.lease_seconds!r}"
+            )
+        if not (
+            isinstance(self.keras_tuner_lease_seconds, (int, float))
+            and not isinstance(self.keras_tuner_lease_seconds, bool)
+            and 1 <= self.keras_tuner_lease_seconds <= MAX_KERAS_TUNER_LEASE_SECONDS
+        ):
+            raise InvalidArgumentError(
+                "keras_tuner_lease_seconds must be between 1 and "
+                f"{MAX_KERAS_TUNER_LEASE_SECONDS:g} (7 days), "
+                f"got {self.keras_tuner_lease_seconds!r}"
             )
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
@@ -197,6 +215,7 @@ class StudyConfig:
             "algorithm": self.algorithm,
             "measurement": self.measurement.value,
             "lease_seconds": self.lease_seconds,
+            "keras_tuner_lease_seconds": self.keras_tuner_lease_seconds,
             "early_stopping": {
                 "rule": self.early_stopping.rule,
                 "min_trials": self.early_stopping.min_trials,
@@ -222,6 +241,7 @@ class StudyConfig:
             "algorithm",
             "measurement",
             "lease_seconds",
+            "keras_tuner_lease_seconds",
             "early_stopping",
             "seed",
         }
@@ -281,6 +301,12 @@ class StudyConfig:
             ),
             early_stopping=EarlyStopping(**early_args),
             seed=None if seed is None else _maybe_int(seed, "seed"),
+            keras_tuner_lease_seconds=float(
+                _number_or_raise(
+                    data.get("keras_tuner_lease_seconds", DEFAULT_KERAS_TUNER_LEASE_SECONDS),
+                    "keras_tuner_lease_seconds",
+                )
+            ),
         )
 
 

@@ -5,8 +5,10 @@ The oracle, CLI and dashboard code against this interface.
 Rules (ARCHITECTURE.md):
 - A result is committed before the call that reported it returns.
 - A trial leaves RUNNING exactly once: one guarded ``UPDATE ... WHERE state='RUNNING'
-  AND attempt=:attempt AND lease_expires_at > <db now>``.
+  AND attempt=:attempt``.
 - Reporting the same result twice returns the stored trial and changes nothing.
+- A result late for its lease counts unless another attempt completed the trial (the
+  late-report rules of :meth:`Store._refuse`, also in docs/design.md).
 - Leases live on the database clock (``db_now()``), never the caller's clock.
 - Trial numbers are unique per study and allocated without gaps under concurrency.
 
@@ -14,8 +16,7 @@ How: every public method is one short transaction of one to three prepared state
 (``UPDATE ... RETURNING`` rather than read-modify-write, see :mod:`hpsearch.store.sql`),
 retried when it loses a lock race (:func:`hpsearch.store.engine.run_transaction`).
 Methods return the value types of :mod:`hpsearch.records`, never ORM objects.  Expired
-leases are collected by :meth:`Store.expire_leases` (the chief calls it periodically);
-a report that arrives after its lease passed collects that one lease on the spot.
+leases are collected by :meth:`Store.expire_leases` (the chief calls it periodically).
 """
 
 from __future__ import annotations
@@ -466,7 +467,7 @@ class Store:
             row = self._first(conn, self._sql.renew, values)
             if row is not None:
                 return _trial(row)
-            return self._refuse(conn, values, "renew its lease")
+            return self._refuse(conn, values, "renew its lease", revive=True)
 
         return self._write(body, "renew lease")
 
@@ -506,10 +507,20 @@ class Store:
         return trial
 
     def fail_trial(
-        self, study: str, number: int, attempt: int, message: str, *, retry: bool = False
+        self,
+        study: str,
+        number: int,
+        attempt: int,
+        message: str,
+        *,
+        retry: bool = False,
+        lost: bool = False,
     ) -> Trial:
         """End an attempt as FAILED.  With ``retry`` and attempts left, the trial goes back
-        to WAITING for another attempt; otherwise the trial is FAILED.  Idempotent."""
+        to WAITING for another attempt; otherwise the trial is FAILED.  Idempotent.
+
+        ``lost``: the attempt is ended as LOST, not FAILED: its worker is gone (it
+        restarted), so, as after a lease expiry, a result it still sends may count."""
         message = str(message)
         trial = self._leave_running(
             self._sql.fail,
@@ -520,7 +531,7 @@ class Store:
                 "b_retry": bool(retry),
                 "b_message": message,
             },
-            AttemptState.FAILED,
+            AttemptState.LOST if lost else AttemptState.FAILED,
             lambda _trial: True,
             "fail it",
         )
@@ -675,12 +686,22 @@ class Store:
 
     # -- measurements -------------------------------------------------------------------
     def add_measurement(
-        self, study: str, number: int, attempt: int, step: int, metrics: Mapping[str, float]
+        self,
+        study: str,
+        number: int,
+        attempt: int,
+        step: int,
+        metrics: Mapping[str, float],
+        *,
+        late: bool = False,
     ) -> MeasurementRecord:
         """Record an intermediate measurement of a running attempt (idempotent per step).
 
         The first report of a step wins: reporting the step again returns the stored
-        record.  StaleAttemptError when the attempt is not the running one.
+        record.  StaleAttemptError when the attempt is not the running one, unless
+        ``late``: then the measurement of an attempt that was given up on (LOST) is kept
+        while its trial is not COMPLETED, since its result may still count (a stock Keras
+        Tuner worker reports its measurements, then ends the trial).
         """
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise InvalidArgumentError(f"step must be an integer >= 0, got {step!r}")
@@ -708,10 +729,22 @@ class Store:
             row = self._first(conn, self._sql.add_measurement, values)
             if row is None:
                 row = conn.execute(self._sql.measurement, values).first()
-                if row is None:
-                    refusal = self._refuse(conn, values, "add a measurement to it")
-                    assert isinstance(refusal, BaseException)  # no outcome: never a replay
-                    return refusal
+            if row is None and late:
+                facts = conn.execute(self._sql.refusal_facts, values).first()
+                if (
+                    facts is not None
+                    and facts.attempt_state == AttemptState.LOST.value
+                    and facts.state != TrialState.COMPLETED.value
+                ):
+                    row = conn.execute(
+                        self._sql.late_measurement, {**values, "b_trial_id": facts.id}
+                    ).first()
+                    if row is None:  # a concurrent report of the same step won
+                        row = conn.execute(self._sql.measurement, values).first()
+            if row is None:
+                refusal = self._refuse(conn, values, "add a measurement to it")
+                assert isinstance(refusal, BaseException)  # no outcome: never a replay
+                return refusal
             return record(row)
 
         part = BatchPart(self._hot[id(self._sql.add_measurement)], values, record)
@@ -912,55 +945,158 @@ class Store:
         action: str,
         outcome: AttemptState | None = None,
         same: Callable[[Trial], bool] | None = None,
+        *,
+        revive: bool = False,
     ) -> Trial | BaseException:
-        """After a guarded UPDATE matched nothing: the stored trial for a replayed report,
-        else the error to raise (after committing the expiry of a lapsed lease)."""
+        """After a guarded UPDATE matched nothing (the trial is not RUNNING at this attempt):
+        the late-report rules.  Returns the trial to answer with, or the error to raise.
+
+        - A repeated report (this attempt already ended this way) returns the stored trial.
+        - A result (``outcome`` COMPLETED) of an attempt that was given up on (LOST: its
+          lease expired, or its worker restarted) counts unless the trial is already
+          COMPLETED: the trial takes this attempt's result, and an attempt started in its
+          place is ended as STOPPED.  Training time is the expensive part.
+        - A result for a trial another attempt completed, and a failure or a stop of an
+          attempt that no longer decides its trial, are acknowledged: the stored trial is
+          returned and nothing changes.
+        - A heartbeat (``revive``) of an attempt given up on revives it when the trial
+          still waits for its retry (a worker cut off for longer than its lease keeps its
+          trial); once another attempt started, or the trial finished, it is refused.
+        - Anything else contradicts what this attempt reported before: StaleAttemptError.
+        """
         study, number, attempt = values["b_study"], values["b_number"], values["b_attempt"]
-        row = conn.execute(self._sql.refusal_facts, values).first()
-        if row is None:
-            return _no_study(study)
-        if row.id is None:
-            return _no_trial(study, number)
-        trial = _trial(row)
-        head = f"trial {number} attempt {attempt} of study {study!r}"
-        if row.attempt_state is None:
-            return StaleAttemptError(
-                f"{head} does not exist (the trial's current attempt is {trial.attempt}, "
-                f"state {trial.state.value}); cannot {action}: report with the attempt number "
-                "you were given"
-            )
-        state = AttemptState(row.attempt_state)
-        if state is outcome and same is not None and same(trial):
-            logger.debug(
-                "repeated report study=%s number=%d attempt=%d outcome=%s",
-                study,
-                number,
-                attempt,
-                state.value,
-            )
-            return trial
-        if state is AttemptState.RUNNING:
-            # Still RUNNING at this attempt, so the guard failed on the lease: collect it now.
-            changed = self._expire(conn, self._sql.lapsed_trial, {"b_trial_id": row.id})
-            after = changed[0] if changed else trial
-            return StaleAttemptError(
-                f"{head} is no longer running: its lease expired at "
-                f"{_when(trial.lease_expires_at)} without a heartbeat and {_fate(after)}; "
-                f"cannot {action}: drop this result"
-            )
-        if state is AttemptState.LOST:
-            return StaleAttemptError(
-                f"{head} is no longer running: {row.attempt_failure or 'its lease expired'}, "
-                f"and {_fate(trial)}; cannot {action}: drop this result"
-            )
-        if state is not outcome:
+        for _ in range(_SETTLE_TRIES):
+            row = conn.execute(self._sql.refusal_facts, values).first()
+            if row is None:
+                return _no_study(study)
+            if row.id is None:
+                return _no_trial(study, number)
+            trial = _trial(row)
+            head = f"trial {number} attempt {attempt} of study {study!r}"
+            if row.attempt_state is None:
+                return StaleAttemptError(
+                    f"{head} does not exist (the trial's current attempt is {trial.attempt}, "
+                    f"state {trial.state.value}); cannot {action}: report with the attempt "
+                    "number you were given"
+                )
+            state = AttemptState(row.attempt_state)
+            if state is outcome and same is not None and same(trial):
+                logger.debug(
+                    "repeated report study=%s number=%d attempt=%d outcome=%s",
+                    study,
+                    number,
+                    attempt,
+                    state.value,
+                )
+                return trial
+            seen = {"b_trial_id": row.id, "b_seen_state": row.state, "b_seen_attempt": row.attempt}
+            lost = state is AttemptState.LOST
+            if outcome is None:  # a heartbeat or a measurement
+                if (
+                    revive
+                    and lost
+                    and trial.state is TrialState.WAITING
+                    and trial.attempt == attempt
+                ):
+                    revived = conn.execute(
+                        self._sql.revive,
+                        {**seen, "b_worker": row.attempt_worker, "b_lease": values["b_lease"]},
+                    ).first()
+                    if revived is None:
+                        continue  # changed under us: read again
+                    conn.execute(
+                        self._sql.reopen_attempt, {"b_trial_id": row.id, "b_attempt": attempt}
+                    )
+                    logger.info(
+                        "lost attempt revived by its heartbeat study=%s number=%d attempt=%d "
+                        "worker=%s",
+                        study,
+                        number,
+                        attempt,
+                        row.attempt_worker,
+                    )
+                    return _trial(revived)
+                return StaleAttemptError(_stale_message(head, state, trial, row, action))
+            if outcome is AttemptState.COMPLETED:
+                if trial.state is TrialState.COMPLETED:
+                    if trial.attempt == attempt:
+                        return StaleAttemptError(
+                            f"{head} already ended as COMPLETED with value {trial.value!r}; "
+                            f"cannot {action}: a second, different report is refused"
+                        )
+                    return _acknowledged(trial, study, attempt, "completed by another attempt")
+                if lost:
+                    done = self._complete_late(conn, values, seen, row, trial)
+                    if done is None:
+                        continue  # changed under us (a retry was claimed): read again
+                    return done
+            elif lost or trial.attempt != attempt:
+                return _acknowledged(trial, study, attempt, "the attempt no longer runs it")
+            if trial.attempt != attempt:
+                return _acknowledged(trial, study, attempt, "the attempt no longer runs it")
             return StaleAttemptError(
                 f"{head} already ended as {state.value}; cannot {action}: drop this result"
             )
         return StaleAttemptError(
-            f"{head} already ended as {state.value} with value {trial.value!r}; cannot "
-            f"{action}: a second, different report is refused"
+            f"trial {number} of study {study!r} kept changing while attempt {attempt}'s "
+            "report was applied; report again"
         )
+
+    def _complete_late(
+        self,
+        conn: Connection,
+        values: Mapping[str, Any],
+        seen: Mapping[str, Any],
+        row: Any,
+        trial: Trial,
+    ) -> Trial | None:
+        """A given-up attempt's result completes its trial (see :meth:`_refuse`); None
+        when the trial changed since ``row`` was read."""
+        attempt = values["b_attempt"]
+        done = conn.execute(
+            self._sql.late_complete,
+            {
+                **seen,
+                "b_value": values["b_value"],
+                "b_metrics": values["b_metrics"],
+                "b_attempt": attempt,
+                "b_worker": row.attempt_worker,
+            },
+        ).first()
+        if done is None:
+            return None
+        self._first(
+            conn,
+            self._sql.end_attempt,
+            {
+                "b_trial_id": row.id,
+                "b_attempt": attempt,
+                "b_state": AttemptState.COMPLETED.value,
+                "b_message": None,
+            },
+        )
+        if trial.state is TrialState.RUNNING and trial.attempt != attempt:
+            self._first(
+                conn,
+                self._sql.end_attempt,
+                {
+                    "b_trial_id": row.id,
+                    "b_attempt": trial.attempt,
+                    "b_state": AttemptState.STOPPED.value,
+                    "b_message": f"superseded: attempt {attempt}, given up on earlier, "
+                    "reported its result first",
+                },
+            )
+        logger.info(
+            "late result counted study=%s number=%d attempt=%d was=%s/%d worker=%s",
+            values["b_study"],
+            values["b_number"],
+            attempt,
+            trial.state.value,
+            trial.attempt,
+            row.attempt_worker,
+        )
+        return _trial(done)
 
     def _expire(self, conn: Connection, stmt: Any, args: Mapping[str, Any]) -> list[Trial]:
         """LOST for every lapsed RUNNING attempt ``stmt`` selects; WAITING or FAILED after."""
@@ -1019,6 +1155,32 @@ def _no_trial(study: str, number: int) -> NotFoundError:
     return NotFoundError(
         f"study {study!r} has no trial {number}; list its trials with `hpsearch trials {study}`"
     )
+
+
+_SETTLE_TRIES = 3
+
+
+def _stale_message(head: str, state: AttemptState, trial: Trial, row: Any, action: str) -> str:
+    if state is AttemptState.LOST:
+        return (
+            f"{head} is no longer running: {row.attempt_failure or 'its lease expired'}, "
+            f"and {_fate(trial)}; cannot {action}: drop this result"
+        )
+    return f"{head} already ended as {state.value}; cannot {action}: drop this result"
+
+
+def _acknowledged(trial: Trial, study: str, attempt: int, why: str) -> Trial:
+    logger.info(
+        "late report acknowledged, nothing stored study=%s number=%d attempt=%d reason=%r "
+        "trial_state=%s trial_attempt=%d",
+        study,
+        trial.number,
+        attempt,
+        why,
+        trial.state.value,
+        trial.attempt,
+    )
+    return trial
 
 
 def _fate(trial: Trial) -> str:

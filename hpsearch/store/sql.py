@@ -63,7 +63,10 @@ def study_id_by_name() -> Any:
 
 
 def running_attempt_guard(join_study: bool = False) -> list[ColumnElement[bool]]:
-    """The guard of every transition out of RUNNING and of lease renewal.
+    """The guard of every transition out of RUNNING and of lease renewal: the trial is
+    RUNNING at this attempt.  Not the lease: a report of the running attempt counts even
+    after its lease passed, as long as the sweeper has not handed the trial on (then the
+    store's late-report rules apply, see ``Store._refuse``).
 
     ``join_study`` (PostgreSQL) joins the study by name instead of a scalar subquery: with
     the study id unknown at plan time, PostgreSQL's (generic, prepared) plan picked
@@ -81,7 +84,6 @@ def running_attempt_guard(join_study: bool = False) -> list[ColumnElement[bool]]
         T.number == bindparam("b_number", type_=Integer),
         T.state == RUNNING,
         T.attempt == bindparam("b_attempt", type_=Integer),
-        T.lease_expires_at > db_now(),
     ]
 
 
@@ -284,6 +286,7 @@ class Statements:
                 *TRIAL_COLUMNS,
                 A.state.label("attempt_state"),
                 A.failure_message.label("attempt_failure"),
+                A.worker_id.label("attempt_worker"),
             )
             .select_from(STUDIES)
             .outerjoin(
@@ -297,6 +300,61 @@ class Statements:
             .where(S.name == bindparam("b_study"))
         )
 
+        # -- late reports (see Store._refuse): each guarded by the state just read ------
+        seen = [
+            T.id == bindparam("b_trial_id", type_=Integer),
+            T.state == bindparam("b_seen_state", type_=String),
+            T.attempt == bindparam("b_seen_attempt", type_=Integer),
+        ]
+        self.late_complete = (
+            update(TRIALS)
+            .where(*seen)
+            .values(
+                state=COMPLETED,
+                value=bindparam("b_value", type_=Double),
+                metrics=bindparam("b_metrics", type_=JSON),
+                attempt=bindparam("b_attempt", type_=Integer),
+                worker_id=bindparam("b_worker", type_=String),
+                failure_message=None,
+                completed_at=now,
+                **ended,
+            )
+            .returning(*TRIAL_COLUMNS)
+        )
+        self.revive = (
+            update(TRIALS)
+            .where(*seen)
+            .values(
+                state=RUNNING,
+                worker_id=bindparam("b_worker", type_=String),
+                lease_expires_at=_lease_end(),
+                failure_message=None,
+                completed_at=None,
+                updated_at=now,
+            )
+            .returning(*TRIAL_COLUMNS)
+        )
+        self.reopen_attempt = (
+            update(ATTEMPTS)
+            .where(
+                A.trial_id == bindparam("b_trial_id", type_=Integer),
+                A.attempt == bindparam("b_attempt", type_=Integer),
+            )
+            .values(state=RUNNING, ended_at=None, failure_message=None)
+        )
+        self.late_measurement = (
+            dialect_insert(MEASUREMENTS)
+            .values(
+                trial_id=bindparam("b_trial_id", type_=Integer),
+                attempt=bindparam("b_attempt", type_=Integer),
+                step=bindparam("b_step", type_=Integer),
+                metrics=bindparam("b_metrics", type_=JSON),
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["trial_id", "attempt", "step"])
+            .returning(M.metrics, M.created_at)
+        )
+
         # -- lease expiry -----------------------------------------------------------------
         lapsed = (
             select(T.id, T.attempt, T.worker_id, T.lease_expires_at, S.max_attempts)
@@ -305,9 +363,6 @@ class Statements:
         )
         self.lapsed_all = lapsed.with_for_update(of=TRIALS, skip_locked=True)
         self.lapsed_in_study = lapsed.where(T.study_id == study_id_by_name()).with_for_update(
-            of=TRIALS, skip_locked=True
-        )
-        self.lapsed_trial = lapsed.where(T.id == bindparam("b_trial_id")).with_for_update(
             of=TRIALS, skip_locked=True
         )
         new_state = bindparam("b_state", type_=String)

@@ -25,8 +25,9 @@ def study_yaml(name: str, **overrides: object) -> str:
     lease = overrides.pop("lease_seconds", 30)
     metric = overrides.pop("metric", "{name: score, goal: maximize}")
     algorithm = overrides.pop("algorithm", "random")
+    kt_lease = overrides.pop("keras_tuner_lease_seconds", None)
     assert not overrides, overrides
-    return textwrap.dedent(
+    text = textwrap.dedent(
         f"""\
         name: {name}
         metric: {metric}
@@ -38,6 +39,9 @@ def study_yaml(name: str, **overrides: object) -> str:
         lease_seconds: {lease}
         """
     )
+    if kt_lease is not None:
+        text += f"keras_tuner_lease_seconds: {kt_lease}\n"
+    return text
 
 
 def free_port() -> int:

@@ -1,7 +1,9 @@
 """A stock Keras Tuner worker: RandomSearch on tiny random data, pointed at a chief.
 
 Run with KERASTUNER_TUNER_ID=worker0 KERASTUNER_ORACLE_IP=127.0.0.1
-KERASTUNER_ORACLE_PORT=<port>: ``python kt_worker.py <directory>``.  It runs trials until
+KERASTUNER_ORACLE_PORT=<port>: ``python kt_worker.py <directory> [EPOCHS [SECONDS]]``.  Each
+trial trains EPOCHS epochs (default 1), each padded to last at least SECONDS (default 0),
+so that a test can make trials outlast a lease without burning CPU.  It runs trials until
 the chief answers STOPPED, then exits 0.  Nothing here imports hpsearch.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -30,7 +33,24 @@ def build(hp: keras_tuner.HyperParameters) -> keras.Model:
     return model
 
 
+class _SlowEpochs(keras.callbacks.Callback):
+    """Pads every epoch to ``seconds`` (sleeping: a real model would be computing)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: object = None) -> None:
+        time.sleep(max(0.0, self.seconds - (time.monotonic() - self.started)))
+
+
 def main() -> int:
+    epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8)).astype("float32")
     y = x.sum(axis=1, keepdims=True)
@@ -42,7 +62,15 @@ def main() -> int:
         project_name="interop",
         overwrite=True,
     )
-    tuner.search(x, y, validation_data=(x[:16], y[:16]), epochs=1, batch_size=32, verbose=0)
+    tuner.search(
+        x,
+        y,
+        validation_data=(x[:16], y[:16]),
+        epochs=epochs,
+        batch_size=32,
+        verbose=0,
+        callbacks=[_SlowEpochs(seconds)],
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,7 +38,13 @@ def _open_store(url: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def kt_chief(chief_storage: str, tmp_path: Path) -> Iterator[Chief]:
+def kt_lease() -> float | None:
+    """The study's keras_tuner_lease_seconds (None: the default); tests override it."""
+    return None
+
+
+@pytest.fixture
+def kt_chief(chief_storage: str, tmp_path: Path, kt_lease: float | None) -> Iterator[Chief]:
     study_file = tmp_path / "ktp.yaml"
     study_file.write_text(
         study_yaml(
@@ -45,6 +52,7 @@ def kt_chief(chief_storage: str, tmp_path: Path) -> Iterator[Chief]:
             budget="{max_trials: 2, parallel_trials: 1}",
             metric="{name: val_loss, goal: minimize}",
             lease_seconds=1,
+            keras_tuner_lease_seconds=kt_lease,
         )
     )
     chief = Chief(
@@ -103,34 +111,111 @@ def test_update_then_duplicate_end_trial_is_idempotent(
         store.close()
 
 
-def test_late_end_trial_after_the_lease_lapsed_is_refused_and_the_trial_rerun(
+def _kt_attempts(chief: Chief, number: int) -> list[str]:
+    store = _open_store(chief.storage)
+    try:
+        return [a.state.value for a in store.list_attempts("ktp", number)]
+    finally:
+        store.close()
+
+
+def test_a_stock_worker_keeps_its_trial_for_the_keras_tuner_lease(
+    stub: svc_grpc.OracleStub, kt_chief: Chief
+) -> None:
+    """The study's lease_seconds is 1 s; a stock worker's attempt gets the Keras Tuner lease
+    (two days by default), since it sends nothing while it trains."""
+    trial = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+    store = _open_store(kt_chief.storage)
+    try:
+        running = store.get_trial("ktp", int(trial.trial_id))
+        left = (running.lease_expires_at or 0.0) - store.db_now()
+        assert 2 * 86400 - 600 < left <= 2 * 86400, left
+        assert store.expire_leases("ktp") == []
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kt_lease", [1.0])
+def test_a_late_end_trial_counts_and_the_retry_is_told_nothing_new(
     stub: svc_grpc.OracleStub, kt_chief: Chief
 ) -> None:
     first = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="slow"), timeout=5).trial
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     retry = None
-    while time.monotonic() < deadline:  # lease_seconds=1: "slow" loses trial 0
+    while time.monotonic() < deadline:  # keras_tuner_lease_seconds=1: "slow" loses trial 0
         answer = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="fast"), timeout=5).trial
         if answer.status == kt.RUNNING:
             retry = answer
             break
     assert retry is not None and retry.trial_id == "0.2", retry
-    with pytest.raises(grpc.RpcError) as info:
-        stub.UpdateTrial(
-            svc.UpdateTrialRequest(trial_id=first.trial_id, metrics={"val_loss": 9.0})
-        )
-    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-    with pytest.raises(grpc.RpcError) as info:
-        _end(stub, first.trial_id)
-    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-    stub.UpdateTrial(svc.UpdateTrialRequest(trial_id="0.2", metrics={"val_loss": 0.5}), timeout=5)
+    # "slow" was alive after all: its result arrives first and counts, without an error.
+    stub.UpdateTrial(
+        svc.UpdateTrialRequest(trial_id=first.trial_id, metrics={"val_loss": 0.3}), timeout=5
+    )
+    _end(stub, first.trial_id)
+    # The retry's report comes after: acknowledged (no error), not stored.
+    stub.UpdateTrial(svc.UpdateTrialRequest(trial_id="0.2", metrics={"val_loss": 0.1}), timeout=5)
     _end(stub, "0.2")
     store = _open_store(kt_chief.storage)
     try:
         (stored,) = store.list_trials("ktp")
+        assert (stored.state, stored.attempt, stored.value) == (TrialState.COMPLETED, 1, 0.3)
+        assert stored.worker_id == "slow"
+        assert [(m.attempt, m.metrics) for m in store.list_measurements("ktp")] == [
+            (1, {"val_loss": 0.3})
+        ]
+    finally:
+        store.close()
+    assert _kt_attempts(kt_chief, 0) == ["COMPLETED", "STOPPED"]
+    best = stub.GetBestTrials(svc.GetBestTrialsRequest(num_trials=5), timeout=5).trials
+    assert [(t.trial_id, round(t.score.value, 6)) for t in best] == [("0", 0.3)]
+
+
+@pytest.mark.parametrize("kt_lease", [1.0])
+def test_a_late_end_trial_after_the_retry_completed_is_acknowledged(
+    stub: svc_grpc.OracleStub, kt_chief: Chief
+) -> None:
+    first = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="slow"), timeout=5).trial
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        retry = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="fast"), timeout=5).trial
+        if retry.status == kt.RUNNING:
+            break
+    assert retry.trial_id == "0.2"
+    stub.UpdateTrial(svc.UpdateTrialRequest(trial_id="0.2", metrics={"val_loss": 0.5}), timeout=5)
+    _end(stub, "0.2")
+    stub.UpdateTrial(
+        svc.UpdateTrialRequest(trial_id=first.trial_id, metrics={"val_loss": 0.1}), timeout=5
+    )
+    _end(stub, first.trial_id)  # no error: Keras Tuner's search() would die on one
+    store = _open_store(kt_chief.storage)
+    try:
+        (stored,) = store.list_trials("ktp")
         assert (stored.state, stored.attempt, stored.value) == (TrialState.COMPLETED, 2, 0.5)
-        states = [a.state for a in store.list_attempts("ktp", 0)]
-        assert states == [AttemptState.LOST, AttemptState.COMPLETED]
+        assert [m.attempt for m in store.list_measurements("ktp")] == [2]
+    finally:
+        store.close()
+    assert _kt_attempts(kt_chief, 0) == ["LOST", "COMPLETED"]
+
+
+def test_a_stock_worker_asking_again_while_holding_a_trial_has_restarted(
+    stub: svc_grpc.OracleStub, kt_chief: Chief
+) -> None:
+    """Keras Tuner asks for a trial only after ending the last one: a tuner id that asks
+    while it holds one restarted, and gets that trial again as the next attempt."""
+    first = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+    again = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="w0"), timeout=5).trial
+    assert (again.status, again.trial_id) == (kt.RUNNING, "0.2")
+    assert again.hyperparameters.values == first.hyperparameters.values
+    assert _kt_attempts(kt_chief, 0) == ["LOST", "RUNNING"]
+    stub.UpdateTrial(svc.UpdateTrialRequest(trial_id="0.2", metrics={"val_loss": 0.2}), timeout=5)
+    _end(stub, "0.2")
+    store = _open_store(kt_chief.storage)
+    try:
+        (stored,) = store.list_trials("ktp")
+        assert (stored.state, stored.attempt, stored.value) == (TrialState.COMPLETED, 2, 0.2)
+        restarted = store.list_attempts("ktp", 0)[0].failure_message or ""
+        assert "w0 asked for a new trial" in restarted and "restarted" in restarted
     finally:
         store.close()
 
@@ -180,28 +265,42 @@ needs_keras_tuner = pytest.mark.skipif(
 )
 
 
-def _start_workers(chief: ChiefProcess, n: int, tmp_path: Path) -> list[subprocess.Popen[bytes]]:
-    workers = []
-    for i in range(n):
-        env = dict(
-            os.environ,
-            KERASTUNER_TUNER_ID=f"worker{i}",
-            KERASTUNER_ORACLE_IP="127.0.0.1",
-            KERASTUNER_ORACLE_PORT=str(chief.port),
-            CUDA_VISIBLE_DEVICES="",
-            TF_NUM_INTEROP_THREADS="1",
-            TF_NUM_INTRAOP_THREADS="1",
+def _start_worker(
+    chief: ChiefProcess, i: int, tmp_path: Path, epochs: int = 1, epoch_seconds: float = 0.0
+) -> subprocess.Popen[bytes]:
+    """A stock Keras Tuner worker ``worker<i>`` (a restart appends to the same log)."""
+    env = dict(
+        os.environ,
+        KERASTUNER_TUNER_ID=f"worker{i}",
+        KERASTUNER_ORACLE_IP="127.0.0.1",
+        KERASTUNER_ORACLE_PORT=str(chief.port),
+        CUDA_VISIBLE_DEVICES="",
+        TF_NUM_INTEROP_THREADS="1",
+        TF_NUM_INTRAOP_THREADS="1",
+    )
+    with (tmp_path / f"worker{i}.log").open("ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKER),
+                str(tmp_path / f"kt{i}"),
+                str(epochs),
+                str(epoch_seconds),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        log = (tmp_path / f"worker{i}.log").open("wb")
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, str(WORKER), str(tmp_path / f"kt{i}")],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    return workers
+
+
+def _start_workers(
+    chief: ChiefProcess, n: int, tmp_path: Path, epochs: int = 1, epoch_seconds: float = 0.0
+) -> list[subprocess.Popen[bytes]]:
+    return [_start_worker(chief, i, tmp_path, epochs, epoch_seconds) for i in range(n)]
+
+
+def _logs(tmp_path: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted(tmp_path.glob("worker*.log")))
 
 
 @needs_keras_tuner
@@ -246,6 +345,105 @@ def test_stock_keras_tuner_workers_run_the_study_to_its_budget(
             assert 4 <= int(trial.params["units"]) <= 16
     finally:
         store.close()
+
+
+@needs_keras_tuner
+@pytest.mark.slow
+@pytest.mark.tf
+def test_stock_workers_keep_trials_three_times_longer_than_the_lease(
+    chief_process: ChiefProcess, tmp_path: Path
+) -> None:
+    """Keras Tuner sends nothing while a model trains: with the default settings, a trial
+    three times longer than the study's lease_seconds still completes as attempt 1."""
+    lease = 2
+    study_file = tmp_path / "long.yaml"
+    study_file.write_text(
+        study_yaml(
+            "long",
+            budget="{max_trials: 4, parallel_trials: 2}",
+            metric="{name: val_loss, goal: minimize}",
+            lease_seconds=lease,
+        )
+    )
+    chief_process.study = str(study_file)
+    chief_process.start()
+    workers = _start_workers(chief_process, 2, tmp_path, epochs=3, epoch_seconds=2.2)
+    try:
+        codes = [w.wait(timeout=600) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert codes == [0, 0], _logs(tmp_path)[-3000:]
+    store = _open_store(chief_process.storage)
+    try:
+        trials = store.list_trials("long")
+        assert [(t.number, t.state, t.attempt) for t in trials] == [
+            (n, TrialState.COMPLETED, 1) for n in range(4)
+        ]
+        for trial in trials:
+            assert [a.state for a in store.list_attempts("long", trial.number)] == [
+                AttemptState.COMPLETED
+            ]
+            assert trial.completed_at is not None and trial.started_at is not None
+            assert trial.completed_at - trial.started_at >= 3 * lease
+    finally:
+        store.close()
+
+
+@needs_keras_tuner
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.parametrize("restarted", [True, False], ids=["restarted", "not-restarted"])
+def test_a_stock_worker_killed_mid_trial_gets_its_trial_rerun_once(
+    chief_process: ChiefProcess, tmp_path: Path, restarted: bool
+) -> None:
+    """SIGKILL a stock worker mid-trial.  Restarted under its tuner id (as a Kubernetes
+    Indexed Job replaces its pod), it gives the trial back at once; not restarted, the
+    trial goes to another worker when the Keras Tuner lease (5 s here) expires."""
+    study_file = tmp_path / "kill.yaml"
+    study_file.write_text(
+        study_yaml(
+            "kill",
+            budget="{max_trials: 4, parallel_trials: 2}",
+            metric="{name: val_loss, goal: minimize}",
+            lease_seconds=2,
+            keras_tuner_lease_seconds=None if restarted else 5,
+        )
+    )
+    chief_process.study = str(study_file)
+    chief_process.start()
+    workers = _start_workers(chief_process, 2, tmp_path, epochs=2, epoch_seconds=2.0)
+    store = _open_store(chief_process.storage)
+    try:
+        deadline = time.monotonic() + 300
+        victim = None
+        while victim is None:
+            assert time.monotonic() < deadline, _logs(tmp_path)[-3000:]
+            running = store.list_trials("kill", states=[TrialState.RUNNING])
+            victim = next((t for t in running if t.worker_id == "worker1"), None)
+            time.sleep(0.2)
+        time.sleep(1.0)  # mid-trial: it trains for about 4 s
+        workers[1].kill()
+        assert workers[1].wait(30) == -signal.SIGKILL
+        if restarted:
+            workers[1] = _start_worker(chief_process, 1, tmp_path, epochs=2, epoch_seconds=2.0)
+        codes = [w.wait(timeout=600) for w in (workers if restarted else workers[:1])]
+        assert codes == [0] * len(codes), _logs(tmp_path)[-3000:]
+
+        trials = store.list_trials("kill")
+        assert [t.number for t in trials] == [0, 1, 2, 3]  # no trial number twice
+        assert all(t.state is TrialState.COMPLETED for t in trials), trials
+        for trial in trials:
+            states = [a.state for a in store.list_attempts("kill", trial.number)]
+            if trial.number == victim.number:  # re-run exactly once
+                assert states == [AttemptState.LOST, AttemptState.COMPLETED]
+                assert trial.attempt == 2
+            else:
+                assert states == [AttemptState.COMPLETED]
+    finally:
+        store.close()
+        for w in workers:
+            w.kill()
 
 
 def test_update_space_adds_new_parameters_and_refuses_a_bad_one(

@@ -3,6 +3,7 @@ bad input.  Each test checks the stored trials through the public API."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -15,7 +16,6 @@ from hpsearch.chief import Chief
 from hpsearch.client import Client
 from hpsearch.errors import (
     AlreadyExistsError,
-    FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     StaleAttemptError,
@@ -25,6 +25,7 @@ from hpsearch.protos import keras_tuner_service_pb2_grpc as kt_grpc
 from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
 from hpsearch.records import TrialState
+from hpsearch.store import Store
 
 from .conftest import study_yaml
 
@@ -115,6 +116,32 @@ def test_creating_a_study_twice_is_refused_unless_identical_and_exist_ok(client:
     assert client.create_study(study_yaml("dup"), exist_ok=True).name == "dup"
 
 
+def test_create_study_takes_long_one_line_json_text_and_a_path_alike(
+    client: Client, tmp_path: Path
+) -> None:
+    config = {
+        "name": "one-line",
+        "metric": {"name": "val_accuracy", "goal": "maximize"},
+        "parameters": {
+            "learning_rate": {"type": "double", "min": 0.0001, "max": 0.1, "scale": "log"},
+            "n_hidden": {"type": "integer", "min": 0, "max": 10},
+            "n_neurons": {"type": "integer", "min": 1, "max": 300, "scale": "log"},
+            "optimizer": {"type": "categorical", "values": ["sgd", "adam"]},
+            "batch_size": {"type": "discrete", "values": [32, 64, 128]},
+        },
+        "budget": {"max_trials": 20, "parallel_trials": 4},
+    }
+    text = json.dumps(config)
+    assert len(text) > 255 and "\n" not in text  # longer than a file name may be
+    study = client.create_study(text)
+    assert study.name == "one-line" and len(study.config.space) == 5
+    path = tmp_path / "from-file.json"
+    path.write_text(json.dumps({**config, "name": "from-file"}))
+    assert client.create_study(str(path)).name == "from-file"
+    assert client.create_study(path, exist_ok=True).name == "from-file"
+    assert sorted(s.name for s in client.list_studies()) == ["from-file", "one-line"]
+
+
 def test_an_invalid_study_file_is_invalid_argument(client: Client) -> None:
     with pytest.raises(InvalidArgumentError, match="min"):
         client.create_study(
@@ -174,24 +201,74 @@ def test_completing_twice_is_idempotent(client: Client) -> None:
     assert [t.state for t in client.list_trials("twice")] == [TrialState.COMPLETED] * 2
 
 
-def test_a_lost_lease_is_retried_as_attempt_two_and_the_late_result_refused(
-    client: Client,
+def _attempt_states(chief: Chief, study: str, number: int) -> list[str]:
+    store = Store(chief.storage)
+    try:
+        return [a.state.value for a in store.list_attempts(study, number)]
+    finally:
+        store.close()
+
+
+def test_a_late_result_counts_when_no_other_attempt_completed_the_trial(
+    client: Client, chief: Chief
 ) -> None:
     client.create_study(
         study_yaml("lease", budget="{max_trials: 1, parallel_trials: 1}", lease_seconds=1)
     )
-    (lost,) = client.ask("lease", "dead-worker")
-    # dead-worker never heartbeats; after the lease the trial goes to the next asker.
-    (retried,) = client.ask("lease", "w1", timeout=10)
+    (lost,) = client.ask("lease", "slow-worker")
+    # slow-worker sends no heartbeat; after the lease the trial goes to the next asker.
+    (retried,) = client.ask("lease", "w1", timeout=30)
     assert (retried.number, retried.attempt) == (lost.number, 2)
-    with pytest.raises(StaleAttemptError):
-        client.tell("lease", lost.number, lost.attempt, value=0.9)
-    with pytest.raises(FailedPreconditionError):
-        client.heartbeat("lease", lost.number, lost.attempt)
-    client.tell("lease", retried.number, retried.attempt, value=0.4)
+    counted = client.tell("lease", lost.number, lost.attempt, value=0.9)  # late, but first
+    assert (counted.state, counted.attempt, counted.value) == (TrialState.COMPLETED, 1, 0.9)
+    assert counted.worker_id == "slow-worker"
+    with pytest.raises(StaleAttemptError, match="already ended as STOPPED"):
+        client.heartbeat("lease", retried.number, retried.attempt)  # the retry is told to stop
+    acknowledged = client.tell("lease", retried.number, retried.attempt, value=0.4)
+    assert (acknowledged.attempt, acknowledged.value) == (1, 0.9)  # not stored twice
     (final,) = client.list_trials("lease")
-    assert (final.state, final.attempt, final.value) == (TrialState.COMPLETED, 2, 0.4)
-    assert client.ask("lease", "w1") == []
+    assert (final.state, final.attempt, final.value) == (TrialState.COMPLETED, 1, 0.9)
+    assert _attempt_states(chief, "lease", 0) == ["COMPLETED", "STOPPED"]
+    assert client.ask("lease", "w1") == []  # the study is done: the late result counted
+
+
+def test_a_late_result_after_the_retry_completed_is_acknowledged_not_stored(
+    client: Client, chief: Chief
+) -> None:
+    client.create_study(
+        study_yaml("lease2", budget="{max_trials: 1, parallel_trials: 1}", lease_seconds=1)
+    )
+    (lost,) = client.ask("lease2", "slow-worker")
+    (retried,) = client.ask("lease2", "w1", timeout=30)
+    assert retried.attempt == 2
+    client.tell("lease2", retried.number, retried.attempt, value=0.4)
+    answer = client.tell("lease2", lost.number, lost.attempt, value=0.9)
+    assert (answer.state, answer.attempt, answer.value) == (TrialState.COMPLETED, 2, 0.4)
+    (final,) = client.list_trials("lease2")
+    assert (final.attempt, final.value) == (2, 0.4)
+    assert _attempt_states(chief, "lease2", 0) == ["LOST", "COMPLETED"]
+    assert [t.value for t in client.best("lease2", 5)] == [0.4]
+
+
+def test_a_heartbeat_revives_a_lost_attempt_before_its_retry_starts(
+    client: Client, chief: Chief
+) -> None:
+    client.create_study(
+        study_yaml("revive", budget="{max_trials: 1, parallel_trials: 1}", lease_seconds=1)
+    )
+    (trial,) = client.ask("revive", "cut-off")
+    deadline = time.monotonic() + 30
+    while client.get_trial("revive", trial.number).state is not TrialState.WAITING:
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.1)
+    status = client.heartbeat("revive", trial.number, trial.attempt)  # back in time
+    assert not status.should_stop
+    back = client.get_trial("revive", trial.number)
+    assert (back.state, back.attempt, back.worker_id) == (TrialState.RUNNING, 1, "cut-off")
+    done = client.tell("revive", trial.number, trial.attempt, value=0.5)
+    assert (done.state, done.attempt) == (TrialState.COMPLETED, 1)
+    assert _attempt_states(chief, "revive", 0) == ["COMPLETED"]
+    assert client.ask("revive", "w1") == []
 
 
 def test_heartbeats_keep_a_lease_alive(client: Client) -> None:

@@ -14,8 +14,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
-
 from hpsearch.records import AttemptState, TrialState
 from hpsearch.store import Store
 
@@ -143,43 +141,78 @@ def test_a_writer_waits_for_the_sqlite_lock_instead_of_failing(sqlite_url: str) 
     assert waited >= 0.4
 
 
-@pytest.mark.parametrize("lease", [0.0])
-def test_concurrent_expiry_and_late_reports_end_each_attempt_once(
-    store: Store, lease: float
-) -> None:
-    """Workers whose leases lapse race the chief's expire_leases: each attempt ends once."""
+def test_concurrent_expiry_and_late_results_count_each_result_once(store: Store) -> None:
+    """Workers whose leases lapsed race the chief's expire_leases: whichever wins, every
+    result counts once (a result late for its lease still counts, see Store._refuse)."""
     study = store.create_study(study_config(max_attempts=2)).name
     n = 40
     for _ in range(n):
         store.create_trial(study, {})
-    claimed = [store.claim_trial(study, f"w{i}", lease_seconds=lease) for i in range(n)]
+    claimed = [store.claim_trial(study, f"w{i}", lease_seconds=0.0) for i in range(n)]
     barrier = threading.Barrier(9)
 
-    def report(chunk: int) -> int:
+    def report(chunk: int) -> list[int]:
         barrier.wait()
-        refused = 0
+        attempts = []
         for trial in claimed[chunk::8]:
             assert trial is not None
-            try:
-                store.complete_trial(study, trial.number, trial.attempt, 1.0)
-            except Exception as exc:
-                assert type(exc).__name__ == "StaleAttemptError", exc
-                refused += 1
-        return refused
+            attempts.append(store.complete_trial(study, trial.number, trial.attempt, 1.0).attempt)
+        return attempts
 
     def expire() -> int:
         barrier.wait()
         return len(store.expire_leases(study))
 
     with ThreadPoolExecutor(9) as pool:
-        refused = pool.map(report, range(8))
+        reported = pool.map(report, range(8))
         expired = pool.submit(expire)
-        assert sum(refused) == n  # every lease had passed: nobody completes
-        expired.result()
+        assert [a for chunk in reported for a in chunk] == [1] * n
+        assert 0 <= expired.result() <= n
     for number in range(n):
         [attempt] = store.list_attempts(study, number)
-        assert attempt.state is AttemptState.LOST
-    assert store.count_trials(study)[TrialState.WAITING] == n
+        assert attempt.state is AttemptState.COMPLETED
+    assert store.count_trials(study)[TrialState.COMPLETED] == n
+
+
+def test_late_results_racing_the_retries_leave_one_result_per_trial(store: Store) -> None:
+    """Lost attempts report while other workers claim the retries: each trial ends
+    COMPLETED by the late result, once, and a retry that started first is ended STOPPED."""
+    study = store.create_study(study_config(max_attempts=3)).name
+    n = 24
+    for _ in range(n):
+        store.create_trial(study, {})
+    for i in range(n):
+        store.claim_trial(study, f"lost{i}", lease_seconds=0.0)
+    assert len(store.expire_leases(study)) == n
+    barrier = threading.Barrier(8)
+
+    def late(chunk: int) -> None:
+        barrier.wait()
+        for number in range(chunk, n, 4):
+            trial = store.complete_trial(study, number, 1, float(number))
+            assert (trial.state, trial.attempt, trial.value) == ("COMPLETED", 1, float(number))
+
+    def retry(worker: int) -> int:
+        barrier.wait()
+        claims = 0
+        while store.claim_trial(study, f"retry{worker}", lease_seconds=600) is not None:
+            claims += 1
+        return claims
+
+    with ThreadPoolExecutor(8) as pool:
+        lates = [pool.submit(late, k) for k in range(4)]
+        retries = [pool.submit(retry, k) for k in range(4)]
+        for future in lates:
+            future.result()
+        claims = sum(f.result() for f in retries)
+    assert 0 <= claims <= n
+    stopped = 0
+    for trial in store.list_trials(study):
+        assert (trial.state, trial.attempt, trial.value) == ("COMPLETED", 1, float(trial.number))
+        states = [a.state for a in store.list_attempts(study, trial.number)]
+        assert states in ([AttemptState.COMPLETED], [AttemptState.COMPLETED, AttemptState.STOPPED])
+        stopped += len(states) - 1
+    assert stopped == claims  # every retry that started was ended by the late result
 
 
 def test_in_memory_sqlite_store_is_thread_safe() -> None:

@@ -1,16 +1,18 @@
 """A hypothesis state machine of the trial life cycle, checked against a plain model.
 
-Rules create, claim, complete, fail, stop, measure, repeat and misdirect reports, and
-collect expired leases, in any order; after each step the store must agree with the
-model on every trial's state and attempt, the counts and the best trials.  A "doomed"
-claim takes a lease of 0 s, which has passed by the time anything else happens, so lease
-expiry is exercised without sleeping.
+Rules create, claim, complete, fail, stop, measure, repeat and misdirect reports,
+collect expired leases, give attempts up (a restarted worker) and send late reports of
+attempts given up on, in any order; after each step the store must agree with the model
+on every trial's state and attempt, every attempt's outcome, the counts and the best
+trials.  A "doomed" claim takes a lease of 0 s, which has passed by the time anything
+else happens, so lease expiry is exercised without sleeping.  A doomed attempt still
+reports normally until the sweep collects it (the guard is the attempt, not the lease).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -24,7 +26,7 @@ from hypothesis.stateful import (
 )
 
 from hpsearch.errors import StaleAttemptError
-from hpsearch.records import TrialState
+from hpsearch.records import AttemptState, TrialState
 from hpsearch.space import Goal
 from hpsearch.store import Store
 
@@ -40,6 +42,15 @@ class ModelTrial:
     attempt: int = 0
     doomed: bool = False  # running on a lease that has already passed
     value: float | None = None
+    outcomes: dict[int, AttemptState] = field(default_factory=dict)  # attempt -> state
+
+    def start(self, doomed: bool) -> None:
+        self.state, self.attempt, self.doomed = TrialState.RUNNING, self.attempt + 1, doomed
+        self.outcomes[self.attempt] = AttemptState.RUNNING
+
+    def end(self, state: TrialState, outcome: AttemptState) -> None:
+        self.state, self.doomed = state, False
+        self.outcomes[self.attempt] = outcome
 
 
 class TrialLifecycle(RuleBasedStateMachine):
@@ -60,8 +71,16 @@ class TrialLifecycle(RuleBasedStateMachine):
 
     def _lose(self, number: int) -> None:
         trial = self.model[number]
-        trial.doomed = False
-        trial.state = TrialState.WAITING if trial.attempt < MAX_ATTEMPTS else TrialState.FAILED
+        retried = trial.attempt < MAX_ATTEMPTS
+        trial.end(TrialState.WAITING if retried else TrialState.FAILED, AttemptState.LOST)
+
+    def _lost_attempts(self) -> list[tuple[int, int]]:
+        return [
+            (n, a)
+            for n, t in enumerate(self.model)
+            for a, outcome in t.outcomes.items()
+            if outcome is AttemptState.LOST
+        ]
 
     # -- rules --------------------------------------------------------------------------
     @rule(x=values)
@@ -84,7 +103,8 @@ class TrialLifecycle(RuleBasedStateMachine):
             self.study, {"x": x}, worker_id="direct", lease_seconds=0 if doomed else 600
         )
         assert (trial.number, trial.state, trial.attempt) == (len(self.model), "RUNNING", 1)
-        self.model.append(ModelTrial(TrialState.RUNNING, 1, doomed))
+        self.model.append(ModelTrial())
+        self.model[-1].start(doomed)
 
     @rule(doomed=st.booleans())
     def claim(self, doomed: bool) -> None:
@@ -95,7 +115,7 @@ class TrialLifecycle(RuleBasedStateMachine):
             return
         assert trial is not None and trial.number == waiting[0]
         model = self.model[trial.number]
-        model.state, model.attempt, model.doomed = TrialState.RUNNING, model.attempt + 1, doomed
+        model.start(doomed)
         assert trial.attempt == model.attempt
 
     @precondition(lambda self: self._numbers(TrialState.RUNNING))
@@ -103,30 +123,24 @@ class TrialLifecycle(RuleBasedStateMachine):
     def complete(self, data: st.DataObject, value: float) -> None:
         number = data.draw(st.sampled_from(self._numbers(TrialState.RUNNING)))
         model = self.model[number]
-        if model.doomed:
-            with pytest.raises(StaleAttemptError, match="lease expired"):
-                self.store.complete_trial(self.study, number, model.attempt, value)
-            self._lose(number)
-            return
         trial = self.store.complete_trial(self.study, number, model.attempt, value)
         assert (trial.state, trial.value) == (TrialState.COMPLETED, value)
-        model.state, model.value = TrialState.COMPLETED, value
+        model.end(TrialState.COMPLETED, AttemptState.COMPLETED)
+        model.value = value
 
     @precondition(lambda self: self._numbers(TrialState.RUNNING))
-    @rule(data=st.data(), retry=st.booleans())
-    def fail(self, data: st.DataObject, retry: bool) -> None:
+    @rule(data=st.data(), retry=st.booleans(), lost=st.booleans())
+    def fail(self, data: st.DataObject, retry: bool, lost: bool) -> None:
         number = data.draw(st.sampled_from(self._numbers(TrialState.RUNNING)))
         model = self.model[number]
-        if model.doomed:
-            with pytest.raises(StaleAttemptError):
-                self.store.fail_trial(self.study, number, model.attempt, "x", retry=retry)
-            self._lose(number)
-            return
-        trial = self.store.fail_trial(self.study, number, model.attempt, "boom", retry=retry)
-        if retry and model.attempt < MAX_ATTEMPTS:
-            model.state = TrialState.WAITING
-        else:
-            model.state = TrialState.FAILED
+        trial = self.store.fail_trial(
+            self.study, number, model.attempt, "boom", retry=retry, lost=lost
+        )
+        retried = retry and model.attempt < MAX_ATTEMPTS
+        model.end(
+            TrialState.WAITING if retried else TrialState.FAILED,
+            AttemptState.LOST if lost else AttemptState.FAILED,
+        )
         assert trial.state is model.state
 
     @precondition(lambda self: self._numbers(TrialState.RUNNING))
@@ -134,28 +148,78 @@ class TrialLifecycle(RuleBasedStateMachine):
     def stop(self, data: st.DataObject) -> None:
         number = data.draw(st.sampled_from(self._numbers(TrialState.RUNNING)))
         model = self.model[number]
-        if model.doomed:
-            with pytest.raises(StaleAttemptError):
-                self.store.stop_trial(self.study, number, model.attempt)
-            self._lose(number)
-            return
         assert self.store.stop_trial(self.study, number, model.attempt).state == "STOPPED"
-        model.state = TrialState.STOPPED
+        model.end(TrialState.STOPPED, AttemptState.STOPPED)
 
     @precondition(lambda self: self._numbers(TrialState.RUNNING))
     @rule(data=st.data(), step=st.integers(0, 3), acc=values)
     def measure(self, data: st.DataObject, step: int, acc: float) -> None:
         number = data.draw(st.sampled_from(self._numbers(TrialState.RUNNING)))
         model = self.model[number]
-        if model.doomed:
-            with pytest.raises(StaleAttemptError):
-                self.store.add_measurement(self.study, number, model.attempt, step, {"a": acc})
-            self._lose(number)
-            return
         record = self.store.add_measurement(self.study, number, model.attempt, step, {"a": acc})
         stored = self.steps.setdefault((number, model.attempt), {})
         expected = stored.setdefault(step, {"a": acc})  # the first report of a step wins
         assert record.metrics == expected
+
+    # -- late reports of attempts given up on (LOST) -------------------------------------
+    @precondition(lambda self: self._lost_attempts())
+    @rule(data=st.data(), value=values)
+    def late_result(self, data: st.DataObject, value: float) -> None:
+        number, attempt = data.draw(st.sampled_from(self._lost_attempts()))
+        model = self.model[number]
+        trial = self.store.complete_trial(self.study, number, attempt, value)
+        if model.state is TrialState.COMPLETED:  # another attempt's result counts: kept
+            assert (trial.attempt, trial.value) == (model.attempt, model.value)
+            return
+        if model.state is TrialState.RUNNING:  # the attempt started in its place ends
+            model.outcomes[model.attempt] = AttemptState.STOPPED
+        model.state, model.attempt, model.doomed = TrialState.COMPLETED, attempt, False
+        model.value = value
+        model.outcomes[attempt] = AttemptState.COMPLETED
+        assert (trial.state, trial.attempt, trial.value) == (TrialState.COMPLETED, attempt, value)
+
+    @precondition(lambda self: self._lost_attempts())
+    @rule(data=st.data(), doomed=st.booleans())
+    def late_heartbeat(self, data: st.DataObject, doomed: bool) -> None:
+        number, attempt = data.draw(st.sampled_from(self._lost_attempts()))
+        model = self.model[number]
+        lease = 0 if doomed else 600
+        if model.state is TrialState.WAITING and model.attempt == attempt:
+            trial = self.store.renew_lease(self.study, number, attempt, lease_seconds=lease)
+            assert (trial.state, trial.attempt) == (TrialState.RUNNING, attempt)
+            model.state, model.doomed = TrialState.RUNNING, doomed
+            model.outcomes[attempt] = AttemptState.RUNNING
+            return
+        with pytest.raises(StaleAttemptError):
+            self.store.renew_lease(self.study, number, attempt, lease_seconds=lease)
+
+    @precondition(lambda self: self._lost_attempts())
+    @rule(data=st.data(), step=st.integers(0, 3), acc=values)
+    def late_measurement(self, data: st.DataObject, step: int, acc: float) -> None:
+        number, attempt = data.draw(st.sampled_from(self._lost_attempts()))
+        model = self.model[number]
+        if model.state is TrialState.COMPLETED:
+            with pytest.raises(StaleAttemptError):
+                self.store.add_measurement(
+                    self.study, number, attempt, step, {"a": acc}, late=True
+                )
+            return
+        record = self.store.add_measurement(
+            self.study, number, attempt, step, {"a": acc}, late=True
+        )
+        stored = self.steps.setdefault((number, attempt), {})
+        assert record.metrics == stored.setdefault(step, {"a": acc})
+
+    @precondition(lambda self: self._lost_attempts())
+    @rule(data=st.data(), stop=st.booleans())
+    def late_failure(self, data: st.DataObject, stop: bool) -> None:
+        number, attempt = data.draw(st.sampled_from(self._lost_attempts()))
+        model = self.model[number]
+        if stop:
+            trial = self.store.stop_trial(self.study, number, attempt)
+        else:
+            trial = self.store.fail_trial(self.study, number, attempt, "late", retry=False)
+        assert (trial.state, trial.attempt) == (model.state, model.attempt)  # acknowledged
 
     @precondition(lambda self: self._numbers(TrialState.COMPLETED))
     @rule(data=st.data(), other=values)
@@ -170,13 +234,11 @@ class TrialLifecycle(RuleBasedStateMachine):
                 self.store.complete_trial(self.study, number, model.attempt, other)
 
     @precondition(lambda self: any(t.attempt > 0 for t in self.model))
-    @rule(data=st.data(), offset=st.sampled_from([-1, 1]))
-    def report_for_another_attempt(self, data: st.DataObject, offset: int) -> None:
+    @rule(data=st.data())
+    def report_for_an_attempt_never_started(self, data: st.DataObject) -> None:
         number = data.draw(st.sampled_from([n for n, t in enumerate(self.model) if t.attempt]))
-        attempt = self.model[number].attempt + offset
-        if attempt < 1:
-            return
-        with pytest.raises(StaleAttemptError):
+        attempt = max(self.model[number].outcomes) + 1
+        with pytest.raises(StaleAttemptError, match="does not exist"):
             self.store.complete_trial(self.study, number, attempt, 1.0)
 
     @rule()
@@ -198,6 +260,13 @@ class TrialLifecycle(RuleBasedStateMachine):
             assert (trial.lease_expires_at is not None) == (model.state is TrialState.RUNNING)
             if model.state is TrialState.COMPLETED:
                 assert trial.value == model.value
+
+    @invariant()
+    def attempts_agree_with_model(self) -> None:
+        for number, model in enumerate(self.model):
+            if model.outcomes:
+                attempts = self.store.list_attempts(self.study, number)
+                assert {a.attempt: a.state for a in attempts} == model.outcomes
 
     @invariant()
     def counts_and_best_agree(self) -> None:

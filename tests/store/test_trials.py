@@ -111,31 +111,33 @@ def test_non_finite_values_are_refused_and_nothing_is_stored(store: Store, bad: 
     assert store.count_trials(name)[TrialState.WAITING] == 0
 
 
+def _lose_attempt(store: Store, name: str, number: int, attempt: int) -> None:
+    """End ``attempt``'s lease now and let the sweep collect it (no sleeping)."""
+    store.renew_lease(name, number, attempt, lease_seconds=0)
+    assert [t.number for t in store.expire_leases(name)] == [number]
+
+
 def test_lease_expiry_retries_then_fails_after_max_attempts(store: Store) -> None:
     name = store.create_study(study_config(max_attempts=2)).name
     store.create_trial(name, {"x": 1})
 
-    first = store.claim_trial(name, "w1", lease_seconds=0.3)
+    first = store.claim_trial(name, "w1", lease_seconds=60)
     assert first is not None and first.attempt == 1
     assert store.expire_leases(name) == []  # the lease has not passed yet
-    time.sleep(0.4)
+    store.renew_lease(name, 0, 1, lease_seconds=0)  # it ends now
     [lost] = store.expire_leases(name)
     assert (lost.number, lost.state, lost.attempt) == (0, TrialState.WAITING, 1)
     assert lost.lease_expires_at is None
     assert "attempt 1 lost: lease expired" in (lost.failure_message or "")
     assert store.expire_leases(name) == []
 
-    with pytest.raises(StaleAttemptError, match=r"no longer running.*retried as attempt 2") as err:
-        store.complete_trial(name, 0, 1, 1.0)
-    assert "drop this result" in str(err.value)
-
-    second = store.claim_trial(name, "w2", lease_seconds=0.3)
+    second = store.claim_trial(name, "w2", lease_seconds=60)
     assert second is not None and (second.attempt, second.worker_id) == (2, "w2")
     assert second.failure_message is None
-    with pytest.raises(StaleAttemptError, match=r"trial 0 attempt 1 .* no longer running"):
-        store.complete_trial(name, 0, 1, 1.0)  # the late report of the dead attempt
-    assert store.renew_lease(name, 0, 2, lease_seconds=0.3).attempt == 2
-    time.sleep(0.4)
+    with pytest.raises(StaleAttemptError, match=r"no longer running.*retried as attempt 2") as err:
+        store.renew_lease(name, 0, 1)  # a heartbeat of the lost attempt, after the retry
+    assert "drop this result" in str(err.value)
+    store.renew_lease(name, 0, 2, lease_seconds=0)
     [failed] = store.expire_leases()
     assert (failed.state, failed.attempt) == (TrialState.FAILED, 2)
     assert failed.completed_at is not None
@@ -148,17 +150,138 @@ def test_lease_expiry_retries_then_fails_after_max_attempts(store: Store) -> Non
     ]
 
 
-def test_late_report_after_the_lease_collects_the_lease_at_once(store: Store) -> None:
+def test_a_report_after_the_lease_passed_counts_until_the_sweep(store: Store) -> None:
     name = store.create_study(study_config(max_attempts=3)).name
     store.create_trial(name, {})
     store.claim_trial(name, "w1", lease_seconds=0)  # a lease that has already passed
-    with pytest.raises(StaleAttemptError, match=r"lease expired at .* waits to be retried"):
-        store.complete_trial(name, 0, 1, 3.0)
-    trial = store.get_trial(name, 0)
-    assert (trial.state, trial.attempt, trial.value) == (TrialState.WAITING, 1, None)
-    assert [a.state for a in store.list_attempts(name, 0)] == [AttemptState.LOST]
+    store.add_measurement(name, 0, 1, 1, {"score": 2.0})
+    trial = store.complete_trial(name, 0, 1, 3.0)
+    assert (trial.state, trial.attempt, trial.value) == (TrialState.COMPLETED, 1, 3.0)
+    assert [a.state for a in store.list_attempts(name, 0)] == [AttemptState.COMPLETED]
+    assert store.expire_leases(name) == []
+
+
+def test_a_late_result_completes_a_trial_waiting_for_its_retry(store: Store) -> None:
+    name = store.create_study(study_config(max_attempts=3)).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1", lease_seconds=60)
+    _lose_attempt(store, name, 0, 1)
+    trial = store.complete_trial(name, 0, 1, 3.0, {"score": 3.0, "loss": 0.1})
+    assert (trial.state, trial.attempt, trial.value) == (TrialState.COMPLETED, 1, 3.0)
+    assert (trial.worker_id, trial.failure_message, trial.lease_expires_at) == ("w1", None, None)
+    assert trial.metrics == {"score": 3.0, "loss": 0.1}
+    assert [a.state for a in store.list_attempts(name, 0)] == [AttemptState.COMPLETED]
+    assert store.complete_trial(name, 0, 1, 3.0, {"score": 3.0, "loss": 0.1}) == trial
+    with pytest.raises(StaleAttemptError, match="second, different report"):
+        store.complete_trial(name, 0, 1, 4.0)
+    assert store.claim_trial(name, "w2") is None  # nothing left to retry
+
+
+def test_a_late_result_supersedes_the_attempt_started_in_its_place(store: Store) -> None:
+    name = store.create_study(study_config(max_attempts=3)).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1", lease_seconds=60)
+    _lose_attempt(store, name, 0, 1)
+    retry = store.claim_trial(name, "w2", lease_seconds=60)
+    assert retry is not None and retry.attempt == 2
+    trial = store.complete_trial(name, 0, 1, 3.0)
+    assert (trial.state, trial.attempt, trial.worker_id, trial.value) == (
+        TrialState.COMPLETED,
+        1,
+        "w1",
+        3.0,
+    )
+    attempts = store.list_attempts(name, 0)
+    assert [(a.attempt, a.worker_id, a.state) for a in attempts] == [
+        (1, "w1", AttemptState.COMPLETED),
+        (2, "w2", AttemptState.STOPPED),
+    ]
+    assert "superseded" in (attempts[1].failure_message or "")
+    # The retry is told to stop at its next heartbeat; what it sends after is acknowledged.
+    with pytest.raises(StaleAttemptError, match=r"attempt 2 .* already ended as STOPPED"):
+        store.renew_lease(name, 0, 2)
     with pytest.raises(StaleAttemptError):
-        store.renew_lease(name, 0, 1)
+        store.add_measurement(name, 0, 2, 1, {"score": 9.0})
+    assert store.complete_trial(name, 0, 2, 9.0) == trial  # acknowledged, not stored
+    assert store.fail_trial(name, 0, 2, "killed") == trial
+    assert store.stop_trial(name, 0, 2) == trial
+    assert store.get_trial(name, 0) == trial
+    assert [a.state for a in store.list_attempts(name, 0)] == [
+        AttemptState.COMPLETED,
+        AttemptState.STOPPED,
+    ]
+
+
+def test_a_late_result_after_another_attempt_completed_is_acknowledged(store: Store) -> None:
+    name = store.create_study(study_config(max_attempts=3)).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1", lease_seconds=60)
+    _lose_attempt(store, name, 0, 1)
+    store.claim_trial(name, "w2", lease_seconds=60)
+    done = store.complete_trial(name, 0, 2, 5.0)
+    assert store.complete_trial(name, 0, 1, 3.0) == done  # acknowledged: not stored twice
+    with pytest.raises(StaleAttemptError):
+        store.add_measurement(name, 0, 1, 1, {"score": 3.0}, late=True)
+    assert store.fail_trial(name, 0, 1, "late failure") == done
+    assert store.get_trial(name, 0) == done
+    assert (done.attempt, done.value) == (2, 5.0)
+    states = [a.state for a in store.list_attempts(name, 0)]
+    assert states == [AttemptState.LOST, AttemptState.COMPLETED]
+
+
+def test_a_late_result_counts_after_the_trial_ran_out_of_attempts(store: Store) -> None:
+    name = store.create_study(study_config(max_attempts=1)).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1", lease_seconds=60)
+    _lose_attempt(store, name, 0, 1)
+    assert store.get_trial(name, 0).state is TrialState.FAILED
+    trial = store.complete_trial(name, 0, 1, 2.0)
+    assert (trial.state, trial.value, trial.failure_message) == (TrialState.COMPLETED, 2.0, None)
+    assert trial.completed_at is not None
+
+
+def test_a_heartbeat_revives_a_lost_attempt_until_its_retry_starts(store: Store) -> None:
+    name = store.create_study(study_config(max_attempts=3)).name
+    store.create_trial(name, {})
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1", lease_seconds=60)
+    _lose_attempt(store, name, 0, 1)
+    revived = store.renew_lease(name, 0, 1, lease_seconds=60)
+    assert (revived.state, revived.attempt, revived.worker_id) == (TrialState.RUNNING, 1, "w1")
+    assert revived.lease_expires_at is not None and revived.failure_message is None
+    assert [a.state for a in store.list_attempts(name, 0)] == [AttemptState.RUNNING]
+    other = store.claim_trial(name, "w2")  # trial 0 is held again: w2 gets trial 1
+    assert other is not None and other.number == 1
+    assert store.complete_trial(name, 0, 1, 1.5).attempt == 1
+    assert [a.state for a in store.list_attempts(name, 0)] == [AttemptState.COMPLETED]
+
+
+def test_late_measurements_are_kept_only_when_asked_and_while_they_can_count(
+    store: Store,
+) -> None:
+    name = store.create_study(study_config(max_attempts=3)).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1", lease_seconds=60)
+    _lose_attempt(store, name, 0, 1)
+    with pytest.raises(StaleAttemptError, match="no longer running"):
+        store.add_measurement(name, 0, 1, 3, {"score": 0.5})
+    record = store.add_measurement(name, 0, 1, 3, {"score": 0.5}, late=True)
+    assert (record.attempt, record.step, record.metrics) == (1, 3, {"score": 0.5})
+    again = store.add_measurement(name, 0, 1, 3, {"score": 0.9}, late=True)
+    assert again.metrics == {"score": 0.5}  # the first report of a step wins
+    assert [(m.attempt, m.step) for m in store.list_measurements(name, 0)] == [(1, 3)]
+    assert store.get_trial(name, 0).state is TrialState.WAITING  # a measurement revives nothing
+
+
+def test_an_attempt_given_up_as_lost_keeps_its_late_result(store: Store) -> None:
+    name = store.create_study(study_config(max_attempts=3)).name
+    store.create_trial(name, {})
+    store.claim_trial(name, "w1", lease_seconds=60)
+    given_up = store.fail_trial(name, 0, 1, "w1 restarted", retry=True, lost=True)
+    assert (given_up.state, given_up.failure_message) == (TrialState.WAITING, "w1 restarted")
+    assert [a.state for a in store.list_attempts(name, 0)] == [AttemptState.LOST]
+    assert store.fail_trial(name, 0, 1, "w1 restarted", retry=True, lost=True) == given_up
+    assert store.complete_trial(name, 0, 1, 7.0).state is TrialState.COMPLETED
 
 
 def test_fail_with_and_without_retry(store: Store) -> None:
