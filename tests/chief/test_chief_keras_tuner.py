@@ -135,19 +135,24 @@ def test_a_stock_worker_keeps_its_trial_for_the_keras_tuner_lease(
         store.close()
 
 
+def _lost_and_retried(stub: svc_grpc.OracleStub) -> kt.Trial:
+    """Trial 0 given to "slow", then, once keras_tuner_lease_seconds (1 s) passed, to
+    "fast" as attempt 2; returns slow's trial."""
+    first = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="slow"), timeout=5).trial
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        retry = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="fast"), timeout=5).trial
+        if retry.status == kt.RUNNING:
+            assert retry.trial_id == "0.2", retry
+            return first
+    raise AssertionError("trial 0 was never retried")
+
+
 @pytest.mark.parametrize("kt_lease", [1.0])
 def test_a_late_end_trial_counts_and_the_retry_is_told_nothing_new(
     stub: svc_grpc.OracleStub, kt_chief: Chief
 ) -> None:
-    first = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="slow"), timeout=5).trial
-    deadline = time.monotonic() + 30
-    retry = None
-    while time.monotonic() < deadline:  # keras_tuner_lease_seconds=1: "slow" loses trial 0
-        answer = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="fast"), timeout=5).trial
-        if answer.status == kt.RUNNING:
-            retry = answer
-            break
-    assert retry is not None and retry.trial_id == "0.2", retry
+    first = _lost_and_retried(stub)
     # "slow" was alive after all: its result arrives first and counts, without an error.
     stub.UpdateTrial(
         svc.UpdateTrialRequest(trial_id=first.trial_id, metrics={"val_loss": 0.3}), timeout=5
@@ -175,13 +180,7 @@ def test_a_late_end_trial_counts_and_the_retry_is_told_nothing_new(
 def test_a_late_end_trial_after_the_retry_completed_is_acknowledged(
     stub: svc_grpc.OracleStub, kt_chief: Chief
 ) -> None:
-    first = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="slow"), timeout=5).trial
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        retry = stub.CreateTrial(svc.CreateTrialRequest(tuner_id="fast"), timeout=5).trial
-        if retry.status == kt.RUNNING:
-            break
-    assert retry.trial_id == "0.2"
+    first = _lost_and_retried(stub)
     stub.UpdateTrial(svc.UpdateTrialRequest(trial_id="0.2", metrics={"val_loss": 0.5}), timeout=5)
     _end(stub, "0.2")
     stub.UpdateTrial(

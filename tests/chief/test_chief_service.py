@@ -24,7 +24,7 @@ from hpsearch.protos import keras_tuner_service_pb2 as kt_service
 from hpsearch.protos import keras_tuner_service_pb2_grpc as kt_grpc
 from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
-from hpsearch.records import TrialState
+from hpsearch.records import Trial, TrialState
 from hpsearch.store import Store
 
 from .conftest import study_yaml
@@ -209,16 +209,22 @@ def _attempt_states(chief: Chief, study: str, number: int) -> list[str]:
         store.close()
 
 
+def _lost_and_retried(client: Client, study: str) -> tuple[Trial, Trial]:
+    """Trial 0 of a new one-trial study, given to slow-worker (which sends no heartbeat
+    within its 1 s lease), then retried by w1 as attempt 2."""
+    client.create_study(
+        study_yaml(study, budget="{max_trials: 1, parallel_trials: 1}", lease_seconds=1)
+    )
+    (lost,) = client.ask(study, "slow-worker")
+    (retried,) = client.ask(study, "w1", timeout=30)
+    assert (retried.number, retried.attempt) == (lost.number, 2)
+    return lost, retried
+
+
 def test_a_late_result_counts_when_no_other_attempt_completed_the_trial(
     client: Client, chief: Chief
 ) -> None:
-    client.create_study(
-        study_yaml("lease", budget="{max_trials: 1, parallel_trials: 1}", lease_seconds=1)
-    )
-    (lost,) = client.ask("lease", "slow-worker")
-    # slow-worker sends no heartbeat; after the lease the trial goes to the next asker.
-    (retried,) = client.ask("lease", "w1", timeout=30)
-    assert (retried.number, retried.attempt) == (lost.number, 2)
+    lost, retried = _lost_and_retried(client, "lease")
     counted = client.tell("lease", lost.number, lost.attempt, value=0.9)  # late, but first
     assert (counted.state, counted.attempt, counted.value) == (TrialState.COMPLETED, 1, 0.9)
     assert counted.worker_id == "slow-worker"
@@ -235,12 +241,7 @@ def test_a_late_result_counts_when_no_other_attempt_completed_the_trial(
 def test_a_late_result_after_the_retry_completed_is_acknowledged_not_stored(
     client: Client, chief: Chief
 ) -> None:
-    client.create_study(
-        study_yaml("lease2", budget="{max_trials: 1, parallel_trials: 1}", lease_seconds=1)
-    )
-    (lost,) = client.ask("lease2", "slow-worker")
-    (retried,) = client.ask("lease2", "w1", timeout=30)
-    assert retried.attempt == 2
+    lost, retried = _lost_and_retried(client, "lease2")
     client.tell("lease2", retried.number, retried.attempt, value=0.4)
     answer = client.tell("lease2", lost.number, lost.attempt, value=0.9)
     assert (answer.state, answer.attempt, answer.value) == (TrialState.COMPLETED, 2, 0.4)
