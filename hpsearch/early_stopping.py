@@ -42,7 +42,7 @@ def median_rule(
     if step < min_steps:
         return Decision(False)
     values = [v for s, v in running if s <= step]
-    best = max(values) if goal is Goal.MAXIMIZE else min(values)
+    best = goal.best(values)
     averages = []
     for curve in completed:
         upto = [v for s, v in curve if s <= step]
@@ -51,8 +51,7 @@ def median_rule(
     if len(averages) < max(1, min_trials):
         return Decision(False)
     median = statistics.median(averages)
-    worse = best < median if goal is Goal.MAXIMIZE else best > median
-    if not worse:
+    if not goal.better(median, best):
         return Decision(False)
     return Decision(
         True,

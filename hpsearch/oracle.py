@@ -49,7 +49,7 @@ from hpsearch.records import (
     TrialState,
 )
 from hpsearch.search.encoding import params_key
-from hpsearch.space import Goal, Measurement, Params, Space, StudyConfig
+from hpsearch.space import Params, Space, StudyConfig, finite_metrics
 from hpsearch.store.api import Store
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOLD_SECONDS = 3.0
 MAX_HOLD_SECONDS = 30.0
 MAX_TRIALS_PER_ASK = 64
+MAX_STEP = 2**31 - 1  # the store's step column is a 32-bit integer
 _CHEAP_ALGORITHMS = ("random",)
 
 
@@ -275,9 +276,9 @@ class Oracle:
         raising StaleAttemptError; the answer then carries no renewed trial.
         """
         runtime = self._runtime(study)
-        clean = _finite_metrics(metrics, where=f"trial {number} step {step}")
-        if step < 0:
-            raise InvalidArgumentError(f"step must be >= 0, got {step}")
+        clean = finite_metrics(metrics, where=f"trial {number} step {step}")
+        if not 0 <= step <= MAX_STEP:  # checked before the lease is renewed: no write
+            raise InvalidArgumentError(f"step must be in [0, {MAX_STEP}], got {step}")
         lease = runtime.config.lease_seconds if lease_seconds is None else lease_seconds
         with runtime.cache_lock:
             renewed = runtime.renewed_at.get(number)
@@ -337,7 +338,7 @@ class Oracle:
         """
         runtime = self._runtime(study)
         config = runtime.config
-        clean = _finite_metrics(metrics or {}, where=f"trial {number}")
+        clean = finite_metrics(metrics or {}, where=f"trial {number}")
         if value is None:
             value = clean.get(config.metric.name)
         if value is None:
@@ -689,11 +690,7 @@ class Oracle:
             for m in self.measurements(study, number, attempt)
             if config.metric.name in m.metrics
         ]
-        if not values:
-            return None
-        if config.measurement is Measurement.LAST:
-            return values[-1]
-        return max(values) if config.metric.goal is Goal.MAXIMIZE else min(values)
+        return config.measurement.select(values, config.metric.goal)
 
     # -- the study mirror -----------------------------------------------------------------
     def _runtime(self, name: str) -> _StudyRuntime:
@@ -996,22 +993,6 @@ class _StudyRuntime:
                 numbers.discard(number)
                 if not numbers:
                     del self.by_worker[held[0]]
-
-
-def _finite_metrics(metrics: Mapping[str, float], *, where: str) -> dict[str, float]:
-    clean: dict[str, float] = {}
-    for name, value in metrics.items():
-        if not isinstance(name, str) or not name:
-            raise InvalidArgumentError(f"{where}: metric names must be non-empty strings")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidArgumentError(f"{where}: metric {name!r} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise InvalidArgumentError(
-                f"{where}: metric {name!r} is {value!r}; report finite numbers only "
-                "(fail the trial instead if training diverged)"
-            )
-        clean[name] = float(value)
-    return clean
 
 
 def _log_trial(trial: Trial, study: str, *, event: str, attempt: int | None = None) -> None:

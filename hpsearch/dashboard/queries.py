@@ -251,7 +251,7 @@ def history(engine: Engine, name: str) -> dict[str, Any]:
     for number, state, raw in rows:
         value = float(raw or 0.0)  # the query selects non-NULL values only
         if state == "COMPLETED":
-            if math.isnan(best) or (value > best if ref.maximize else value < best):
+            if math.isnan(best) or ref.config.metric.goal.better(value, best):
                 best = value
             completed["number"].append(number)
             completed["value"].append(value)

@@ -64,7 +64,7 @@ from scipy.stats import qmc
 from hpsearch.search.acquisition import Acquisition, maximize
 from hpsearch.search.encoding import Encoder, params_key
 from hpsearch.search.gp import GaussianProcess, fit_hyperparameters
-from hpsearch.space import FixedParam, Goal, Params, Space, StudyConfig
+from hpsearch.space import FixedParam, Params, Space, StudyConfig
 
 if TYPE_CHECKING:
     from hpsearch.search import Observation
@@ -150,8 +150,7 @@ class _Model:
     ) -> None:
         self.config = config
         self.encoder = Encoder(config.space)
-        sign = 1.0 if config.metric.goal is Goal.MAXIMIZE else -1.0
-        values = sign * np.array([o.value for o in finished], dtype=float)
+        values = config.metric.goal.sign * np.array([o.value for o in finished], dtype=float)
         train = _training_subset(values, MAX_TRAIN)
         X = self.encoder.encode_many([finished[i].params for i in train])
         y = _standardise(values[train])

@@ -507,7 +507,7 @@ def _score_of(config: StudyConfig, trial: kt_pb2.Trial) -> float | None:
     values = [v for obs in history.observations for v in obs.value if math.isfinite(v)]
     if not values:
         return None
-    return max(values) if config.metric.goal is Goal.MAXIMIZE else min(values)
+    return config.metric.goal.best(values)
 
 
 def params_of(proto: kt_pb2.HyperParameters) -> Params:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +14,7 @@ from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
 from hpsearch.records import Study, StudyState, StudySummary, Trial, TrialState
 from hpsearch.service.errors import rpc
-from hpsearch.space import ParamValue, StudyConfig, loads_study
+from hpsearch.space import ParamValue, StudyConfig, finite_metrics, loads_study
 
 MAX_METRICS = 256
 MAX_LIST = 10_000
@@ -272,13 +271,7 @@ def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:
         raise InvalidArgumentError(
             f"{len(metrics)} metrics in one report; send at most {MAX_METRICS}"
         )
-    for name, value in metrics.items():
-        if not math.isfinite(value):
-            raise InvalidArgumentError(
-                f"metric {name!r} is {value!r}; report finite numbers only "
-                "(fail the trial instead if training diverged)"
-            )
-    return dict(metrics)
+    return finite_metrics(metrics, where="report")
 
 
 __all__ = [

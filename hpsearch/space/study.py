@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -39,6 +39,8 @@ from hpsearch.space.params import (
     Scale,
     Space,
 )
+
+T = TypeVar("T")
 
 ALGORITHMS = ("bayesian", "random", "grid", "tpe", "cmaes")
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -65,8 +67,27 @@ for _cls in (_StudyLoader, _StudyDumper):
 
 
 class Goal(str, Enum):
+    """Whether the study metric is to be maximized or minimized: the one home of "best"."""
+
     MAXIMIZE = "maximize"
     MINIMIZE = "minimize"
+
+    @property
+    def sign(self) -> float:
+        """+1 for maximize, -1 for minimize: ``sign * value`` is larger when better."""
+        return 1.0 if self is Goal.MAXIMIZE else -1.0
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is strictly better than ``b``."""
+        return a > b if self is Goal.MAXIMIZE else a < b
+
+    def best(self, values: Iterable[float]) -> float:
+        """The best of ``values`` (ValueError when empty, as ``max``)."""
+        return max(values) if self is Goal.MAXIMIZE else min(values)
+
+    def best_of(self, items: Iterable[T], key: Callable[[T], float]) -> T:
+        """The item whose ``key`` is best (the first of equals)."""
+        return max(items, key=key) if self is Goal.MAXIMIZE else min(items, key=key)
 
 
 class Measurement(str, Enum):
@@ -74,6 +95,42 @@ class Measurement(str, Enum):
 
     BEST = "best"
     LAST = "last"
+
+    def select(self, values: Sequence[float], goal: Goal) -> float | None:
+        """The final value among one attempt's values in report order (None if none):
+        the last, or the best by ``goal``.  A NaN is selected as such under ``best`` (the
+        caller decides what a NaN means)."""
+        if not values:
+            return None
+        index = self.select_index(values, goal)
+        return values[index]
+
+    def select_index(self, values: Sequence[float], goal: Goal) -> int:
+        """The position in ``values`` (not empty) of the final value, see :meth:`select`."""
+        if self is Measurement.LAST:
+            return len(values) - 1
+        for i, value in enumerate(values):
+            if math.isnan(value):
+                return i
+        return goal.best_of(range(len(values)), key=lambda i: values[i])
+
+
+def finite_metrics(metrics: Mapping[str, Any], *, where: str) -> dict[str, float]:
+    """``metrics`` as floats, or InvalidArgumentError naming the first that is not a finite
+    number: the one check of reported metrics (a NaN or an infinity is never stored)."""
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError(f"{where}: metric names must be non-empty strings")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidArgumentError(f"{where}: metric {name!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InvalidArgumentError(
+                f"{where}: metric {name!r} is {value!r}; report finite numbers only "
+                "(fail the trial instead if training diverged)"
+            )
+        clean[name] = float(value)
+    return clean
 
 
 @dataclass(frozen=True, slots=True)

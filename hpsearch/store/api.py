@@ -48,7 +48,7 @@ from hpsearch.records import (
     TrialState,
     Worker,
 )
-from hpsearch.space import Goal, Params, ParamValue, Space, StudyConfig
+from hpsearch.space import Params, ParamValue, Space, StudyConfig
 from hpsearch.store import fencing
 from hpsearch.store.driver import Batch, BatchPart, DriverStatement
 from hpsearch.store.engine import (
@@ -245,7 +245,7 @@ class Store:
                     if updated is not None:
                         last = max(last, float(updated))
                     if state == TrialState.COMPLETED.value and low is not None:
-                        best = low if study.config.metric.goal is Goal.MINIMIZE else high
+                        best = study.config.metric.goal.best((low, high))
                 summaries.append(
                     StudySummary(study=study, counts=counts, best_value=best, last_activity=last)
                 )
@@ -703,8 +703,7 @@ class Store:
         while its trial is not COMPLETED, since its result may still count (a stock Keras
         Tuner worker reports its measurements, then ends the trial).
         """
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise InvalidArgumentError(f"step must be an integer >= 0, got {step!r}")
+        _check_id(step, "step")
         metric_data = _check_metrics(metrics)
         if not metric_data:
             raise InvalidArgumentError("a measurement needs at least one metric")
@@ -752,6 +751,8 @@ class Store:
 
     def list_measurements(self, study: str, number: int | None = None) -> list[MeasurementRecord]:
         """Measurements of a study (or of one trial) by trial number, attempt and step."""
+        if number is not None:
+            _check_id(number, "trial number")
         m, t = MEASUREMENTS.c, TRIALS.c
         stmt = (
             select(t.number, m.attempt, m.step, m.metrics, m.created_at)

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -184,9 +183,4 @@ def final_measurement(
     carrying = [r for r in reports if metric in r.metrics]
     if not carrying:
         return None
-    if selection is Measurement.LAST:
-        return carrying[-1]
-    if any(math.isnan(r.metrics[metric]) for r in carrying):
-        return next(r for r in carrying if math.isnan(r.metrics[metric]))
-    pick = max if goal is Goal.MAXIMIZE else min
-    return pick(carrying, key=lambda r: r.metrics[metric])
+    return carrying[selection.select_index([r.metrics[metric] for r in carrying], goal)]
