@@ -39,14 +39,15 @@ from hpsearch.security import (
     env_path,
     read_token,
 )
-from hpsearch.service import MAX_RECEIVE_BYTES, MAX_SEND_BYTES
-from hpsearch.service.errors import error_from_rpc
-from hpsearch.service.study_service import (
+from hpsearch.space import StudyConfig, dumps_study
+from hpsearch.wire import (
+    MAX_RECEIVE_BYTES,
+    MAX_SEND_BYTES,
     TRIAL_STATE_TO_PROTO,
+    error_from_rpc,
     study_from_proto,
     trial_from_proto,
 )
-from hpsearch.space import StudyConfig, dumps_study
 
 logger = logging.getLogger(__name__)
 

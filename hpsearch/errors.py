@@ -2,7 +2,7 @@
 
 Every error a user can cause is an :class:`HpsearchError` whose message says what is
 wrong and what to do about it.  The gRPC layer maps these classes to status codes in
-one place (``hpsearch.service.errors``); the CLI prints ``str(error)`` on one line.
+one place (``hpsearch.wire``); the CLI prints ``str(error)`` on one line.
 """
 
 from __future__ import annotations

@@ -23,9 +23,8 @@ from hpsearch.protos import keras_tuner_service_pb2_grpc, study_service_pb2_grpc
 from hpsearch.security import RequestGuard, ServerSecurity
 from hpsearch.service.keras_tuner import KerasTunerServicer
 from hpsearch.service.study_service import StudyServicer
+from hpsearch.wire import MAX_RECEIVE_BYTES, MAX_SEND_BYTES
 
-MAX_RECEIVE_BYTES = 4 * 1024 * 1024
-MAX_SEND_BYTES = 16 * 1024 * 1024
 SERVICE_NAMES = ("keras_tuner.Oracle", "hpsearch.v1.StudyService")
 
 
@@ -145,4 +144,4 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-__all__ = ["MAX_RECEIVE_BYTES", "MAX_SEND_BYTES", "Server", "build_server"]
+__all__ = ["Server", "build_server"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,27 +11,13 @@ from hpsearch.errors import InvalidArgumentError
 from hpsearch.oracle import AskStatus, Oracle
 from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
-from hpsearch.records import Study, StudyState, StudySummary, Trial, TrialState
 from hpsearch.service.errors import rpc
-from hpsearch.space import ParamValue, StudyConfig, finite_metrics, loads_study
+from hpsearch.space import finite_metrics, loads_study
+from hpsearch.wire import TRIAL_STATE_FROM_PROTO, study_to_proto, trial_to_proto
 
 MAX_METRICS = 256
 MAX_LIST = 10_000
 
-TRIAL_STATE_TO_PROTO = {
-    TrialState.WAITING: pb2.TRIAL_STATE_WAITING,
-    TrialState.RUNNING: pb2.TRIAL_STATE_RUNNING,
-    TrialState.COMPLETED: pb2.TRIAL_STATE_COMPLETED,
-    TrialState.FAILED: pb2.TRIAL_STATE_FAILED,
-    TrialState.STOPPED: pb2.TRIAL_STATE_STOPPED,
-}
-TRIAL_STATE_FROM_PROTO = {v: k for k, v in TRIAL_STATE_TO_PROTO.items()}
-STUDY_STATE_TO_PROTO = {
-    StudyState.ACTIVE: pb2.STUDY_STATE_ACTIVE,
-    StudyState.COMPLETED: pb2.STUDY_STATE_COMPLETED,
-    StudyState.STOPPED: pb2.STUDY_STATE_STOPPED,
-}
-STUDY_STATE_FROM_PROTO = {v: k for k, v in STUDY_STATE_TO_PROTO.items()}
 _ASK_STATUS = {
     AskStatus.TRIALS: pb2.SuggestTrialsResponse.TRIALS,
     AskStatus.WAIT: pb2.SuggestTrialsResponse.WAIT,
@@ -174,92 +159,6 @@ class StudyServicer(pb2_grpc.StudyServiceServicer):
         return pb2.TrialList(trials=[trial_to_proto(study, t) for t in trials])
 
 
-# -- conversions (shared with the client) -----------------------------------------------------
-def study_to_proto(study: Study, summary: StudySummary | None = None) -> pb2.Study:
-    proto = pb2.Study(
-        name=study.name,
-        config_json=json.dumps(study.config.to_dict()),
-        state=STUDY_STATE_TO_PROTO[study.state],
-        created_at=study.created_at,
-        updated_at=study.updated_at,
-    )
-    if summary is not None:
-        for state, count in summary.counts.items():
-            proto.trial_counts[state.value] = count
-        if summary.best_value is not None:
-            proto.best_value = summary.best_value
-    return proto
-
-
-def study_from_proto(proto: pb2.Study) -> Study:
-    return Study(
-        id=0,
-        name=proto.name,
-        config=StudyConfig.from_dict(json.loads(proto.config_json)),
-        state=STUDY_STATE_FROM_PROTO.get(proto.state, StudyState.ACTIVE),
-        created_at=proto.created_at,
-        updated_at=proto.updated_at,
-    )
-
-
-def trial_to_proto(study: str, trial: Trial) -> pb2.Trial:
-    proto = pb2.Trial(
-        study=study,
-        study_id=trial.study_id,
-        number=trial.number,
-        state=TRIAL_STATE_TO_PROTO[trial.state],
-        attempt=trial.attempt,
-        worker_id=trial.worker_id or "",
-        lease_expires_at=trial.lease_expires_at or 0.0,
-        metrics=dict(trial.metrics),
-        failure_message=trial.failure_message or "",
-        created_at=trial.created_at,
-        started_at=trial.started_at or 0.0,
-        completed_at=trial.completed_at or 0.0,
-    )
-    for name, value in trial.params.items():
-        proto.params[name].CopyFrom(value_to_proto(value))
-    if trial.value is not None:
-        proto.value = trial.value
-    return proto
-
-
-def trial_from_proto(proto: pb2.Trial) -> Trial:
-    return Trial(
-        study_id=proto.study_id,
-        number=proto.number,
-        state=TRIAL_STATE_FROM_PROTO.get(proto.state, TrialState.WAITING),
-        params={name: value_from_proto(v) for name, v in proto.params.items()},
-        attempt=proto.attempt,
-        worker_id=proto.worker_id or None,
-        lease_expires_at=proto.lease_expires_at or None,
-        value=proto.value if proto.HasField("value") else None,
-        metrics=dict(proto.metrics),
-        failure_message=proto.failure_message or None,
-        created_at=proto.created_at,
-        started_at=proto.started_at or None,
-        completed_at=proto.completed_at or None,
-    )
-
-
-def value_to_proto(value: ParamValue) -> pb2.Value:
-    if isinstance(value, bool):
-        return pb2.Value(bool_value=value)
-    if isinstance(value, int):
-        return pb2.Value(int_value=value)
-    if isinstance(value, float):
-        return pb2.Value(double_value=value)
-    return pb2.Value(string_value=str(value))
-
-
-def value_from_proto(proto: pb2.Value) -> ParamValue:
-    kind = proto.WhichOneof("kind")
-    if kind is None:
-        raise InvalidArgumentError("a parameter Value with no kind set")
-    value: ParamValue = getattr(proto, kind)
-    return value
-
-
 def _required(value: str, what: str) -> str:
     if not value:
         raise InvalidArgumentError(f"{what} is required")
@@ -274,20 +173,12 @@ def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     return finite_metrics(metrics, where="report")
 
 
-__all__ = [
-    "StudyServicer",
-    "study_from_proto",
-    "study_to_proto",
-    "trial_from_proto",
-    "trial_to_proto",
-    "value_from_proto",
-    "value_to_proto",
-]
-
-
 def _enum_name(enum: Any, number: int) -> str:
     """The name of an enum value, or the number itself when this version does not know it."""
     try:
         return str(enum.Name(number))
     except ValueError:
         return str(number)
+
+
+__all__ = ["StudyServicer"]

@@ -23,14 +23,16 @@ the first listed value, ``false``); a default equal to that first value is store
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Union
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Union
 
 from hpsearch.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ParamValue = Union[float, int, str, bool]
 Params = dict[str, ParamValue]
@@ -82,11 +84,23 @@ class Condition:
         object.__setattr__(self, "values", tuple(values))
 
 
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds; anything else unchanged.
+
+    NumPy is not imported here (a worker or client that loads the space need not load
+    it): when the caller never imported NumPy, no value can be a NumPy scalar."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
+        return value.item()
+    return value
+
+
 def _number(value: Any, *, where: str) -> float:
     """Accept ints, floats and numeric strings (PyYAML reads ``1e-4`` as a string)."""
+    value = _plain(value)
     if isinstance(value, bool):
         raise InvalidArgumentError(f"{where}: expected a number, got the boolean {value!r}")
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
         try:
@@ -513,7 +527,7 @@ class DiscreteParam(_Base):
         numbers: list[float | int] = []
         for value in raw:
             number = _finite(_number(value, where=where), where=where)
-            is_int = isinstance(value, (int, np.integer)) or (
+            is_int = isinstance(_plain(value), int) or (
                 isinstance(value, str)
                 and number == int(number)
                 and "." not in value
@@ -567,7 +581,8 @@ class BooleanParam(_Base):
 
     def validate(self, value: Any) -> bool:
         """Accept booleans, ``"true"``/``"false"`` (any case) and 0/1."""
-        if isinstance(value, (bool, np.bool_)):
+        value = _plain(value)
+        if isinstance(value, bool):
             return bool(value)
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return value.strip().lower() == "true"
@@ -602,8 +617,7 @@ class FixedParam(_Base):
 
     def __post_init__(self) -> None:
         self._check_name()
-        if isinstance(self.value, np.generic):
-            object.__setattr__(self, "value", self.value.item())
+        object.__setattr__(self, "value", _plain(self.value))
         if not isinstance(self.value, (bool, int, float, str)):
             raise InvalidArgumentError(
                 f"parameter {self.name!r}: a fixed value must be a number, string or boolean, "

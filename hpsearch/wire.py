@@ -1,0 +1,198 @@
+"""The wire between chief and clients: what both sides of ``hpsearch.v1`` must agree on.
+
+The hpsearch.v1 record <-> protobuf conversions, the mapping between hpsearch's domain
+errors and gRPC status codes (both directions), and the message-size limits.  The
+servicers (:mod:`hpsearch.service`) and the client (:mod:`hpsearch.client`) both import
+this module, and it imports only the protos, the records and the space, so a client or
+a worker on a GPU box loads neither the oracle nor SQLAlchemy nor the search stack
+(compare OSS Vizier's ``pyvizier/oss/proto_converters.py``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+
+from hpsearch.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    HpsearchError,
+    InvalidArgumentError,
+    NotFoundError,
+    StaleAttemptError,
+    StorageError,
+    UnauthenticatedError,
+)
+from hpsearch.protos import study_service_pb2 as pb2
+from hpsearch.records import Study, StudyState, StudySummary, Trial, TrialState
+from hpsearch.space import ParamValue, StudyConfig
+
+#: What the chief accepts in one message, and what it may send (a long trial list).
+MAX_RECEIVE_BYTES = 4 * 1024 * 1024
+MAX_SEND_BYTES = 16 * 1024 * 1024
+
+TRIAL_STATE_TO_PROTO = {
+    TrialState.WAITING: pb2.TRIAL_STATE_WAITING,
+    TrialState.RUNNING: pb2.TRIAL_STATE_RUNNING,
+    TrialState.COMPLETED: pb2.TRIAL_STATE_COMPLETED,
+    TrialState.FAILED: pb2.TRIAL_STATE_FAILED,
+    TrialState.STOPPED: pb2.TRIAL_STATE_STOPPED,
+}
+TRIAL_STATE_FROM_PROTO = {v: k for k, v in TRIAL_STATE_TO_PROTO.items()}
+STUDY_STATE_TO_PROTO = {
+    StudyState.ACTIVE: pb2.STUDY_STATE_ACTIVE,
+    StudyState.COMPLETED: pb2.STUDY_STATE_COMPLETED,
+    StudyState.STOPPED: pb2.STUDY_STATE_STOPPED,
+}
+STUDY_STATE_FROM_PROTO = {v: k for k, v in STUDY_STATE_TO_PROTO.items()}
+
+# -- errors <-> status codes ----------------------------------------------------------------
+# Most specific first: StaleAttemptError is a FailedPreconditionError.
+_TO_CODE: tuple[tuple[type[HpsearchError], grpc.StatusCode], ...] = (
+    (InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (StaleAttemptError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (StorageError, grpc.StatusCode.UNAVAILABLE),
+)
+_FROM_CODE: dict[grpc.StatusCode, type[HpsearchError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgumentError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: InvalidArgumentError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: UnauthenticatedError,
+    grpc.StatusCode.UNAVAILABLE: StorageError,
+}
+# Details prefix marking a stale attempt, so the client can raise StaleAttemptError.
+_STALE_PREFIX = "stale attempt: "
+
+
+def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and details a servicer answers for ``error``."""
+    for cls, code in _TO_CODE:
+        if isinstance(error, cls):
+            message = str(error) or cls.__name__
+            if isinstance(error, StaleAttemptError):
+                message = _STALE_PREFIX + message
+            return code, message
+    return grpc.StatusCode.INTERNAL, "internal error in the chief; see its log"
+
+
+def error_from_rpc(error: grpc.RpcError) -> HpsearchError:
+    """The domain exception for a failed call (client side)."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    details = (error.details() if hasattr(error, "details") else None) or str(code)
+    if code is grpc.StatusCode.FAILED_PRECONDITION and details.startswith(_STALE_PREFIX):
+        return StaleAttemptError(details[len(_STALE_PREFIX) :])
+    cls = _FROM_CODE.get(code, HpsearchError)
+    return cls(details)
+
+
+# -- records <-> protos ---------------------------------------------------------------------
+def study_to_proto(study: Study, summary: StudySummary | None = None) -> pb2.Study:
+    proto = pb2.Study(
+        name=study.name,
+        config_json=json.dumps(study.config.to_dict()),
+        state=STUDY_STATE_TO_PROTO[study.state],
+        created_at=study.created_at,
+        updated_at=study.updated_at,
+    )
+    if summary is not None:
+        for state, count in summary.counts.items():
+            proto.trial_counts[state.value] = count
+        if summary.best_value is not None:
+            proto.best_value = summary.best_value
+    return proto
+
+
+def study_from_proto(proto: pb2.Study) -> Study:
+    return Study(
+        id=0,
+        name=proto.name,
+        config=StudyConfig.from_dict(json.loads(proto.config_json)),
+        state=STUDY_STATE_FROM_PROTO.get(proto.state, StudyState.ACTIVE),
+        created_at=proto.created_at,
+        updated_at=proto.updated_at,
+    )
+
+
+def trial_to_proto(study: str, trial: Trial) -> pb2.Trial:
+    proto = pb2.Trial(
+        study=study,
+        study_id=trial.study_id,
+        number=trial.number,
+        state=TRIAL_STATE_TO_PROTO[trial.state],
+        attempt=trial.attempt,
+        worker_id=trial.worker_id or "",
+        lease_expires_at=trial.lease_expires_at or 0.0,
+        metrics=dict(trial.metrics),
+        failure_message=trial.failure_message or "",
+        created_at=trial.created_at,
+        started_at=trial.started_at or 0.0,
+        completed_at=trial.completed_at or 0.0,
+    )
+    for name, value in trial.params.items():
+        proto.params[name].CopyFrom(value_to_proto(value))
+    if trial.value is not None:
+        proto.value = trial.value
+    return proto
+
+
+def trial_from_proto(proto: pb2.Trial) -> Trial:
+    return Trial(
+        study_id=proto.study_id,
+        number=proto.number,
+        state=TRIAL_STATE_FROM_PROTO.get(proto.state, TrialState.WAITING),
+        params={name: value_from_proto(v) for name, v in proto.params.items()},
+        attempt=proto.attempt,
+        worker_id=proto.worker_id or None,
+        lease_expires_at=proto.lease_expires_at or None,
+        value=proto.value if proto.HasField("value") else None,
+        metrics=dict(proto.metrics),
+        failure_message=proto.failure_message or None,
+        created_at=proto.created_at,
+        started_at=proto.started_at or None,
+        completed_at=proto.completed_at or None,
+    )
+
+
+def value_to_proto(value: ParamValue) -> pb2.Value:
+    if isinstance(value, bool):
+        return pb2.Value(bool_value=value)
+    if isinstance(value, int):
+        return pb2.Value(int_value=value)
+    if isinstance(value, float):
+        return pb2.Value(double_value=value)
+    return pb2.Value(string_value=str(value))
+
+
+def value_from_proto(proto: pb2.Value) -> ParamValue:
+    kind = proto.WhichOneof("kind")
+    if kind is None:
+        raise InvalidArgumentError("a parameter Value with no kind set")
+    value: ParamValue = getattr(proto, kind)
+    return value
+
+
+__all__ = [
+    "MAX_RECEIVE_BYTES",
+    "MAX_SEND_BYTES",
+    "STUDY_STATE_FROM_PROTO",
+    "STUDY_STATE_TO_PROTO",
+    "TRIAL_STATE_FROM_PROTO",
+    "TRIAL_STATE_TO_PROTO",
+    "error_from_rpc",
+    "status_of",
+    "study_from_proto",
+    "study_to_proto",
+    "trial_from_proto",
+    "trial_to_proto",
+    "value_from_proto",
+    "value_to_proto",
+]
