@@ -7,8 +7,11 @@ migrations (``hpsearch db upgrade --storage URL``); a Store does so by itself on
 new, empty database, and refuses a database at another revision with a StorageError.
 
 Modules: ``api`` (the Store), ``sql`` (its statements, prepared once per dialect),
-``models`` (the typed tables), ``engine`` (engines, the database clock ``db_now``,
-retries), ``migrate`` and ``migrations/`` (Alembic, no alembic.ini needed).
+``models`` (the typed tables), ``engine`` (engines, URLs, the database clock ``db_now``,
+storage errors), ``transactions`` (retries, a commit whose connection was lost),
+``group_commit`` (concurrent writes committed together), ``driver`` (statements run on
+the DBAPI cursor, batches), ``migrate`` and ``migrations/`` (Alembic, no alembic.ini
+needed).
 
 Tables: ``studies`` (config JSON, state, the trial-number counter), ``trials`` (state,
 params, attempt, lease holder and expiry on the database clock, value, metrics, tags),

@@ -14,7 +14,7 @@ Rules (ARCHITECTURE.md):
 
 How: every public method is one short transaction of one to three prepared statements
 (``UPDATE ... RETURNING`` rather than read-modify-write, see :mod:`hpsearch.store.sql`),
-retried when it loses a lock race (:func:`hpsearch.store.engine.run_transaction`).
+retried when it loses a lock race (:func:`hpsearch.store.transactions.run_transaction`).
 Methods return the value types of :mod:`hpsearch.records`, never ORM objects.  Expired
 leases are collected by :meth:`Store.expire_leases` (the chief calls it periodically).
 """
@@ -52,15 +52,13 @@ from hpsearch.space import Params, ParamValue, Space, StudyConfig
 from hpsearch.store import fencing
 from hpsearch.store.driver import Batch, BatchPart, DriverStatement
 from hpsearch.store.engine import (
-    GroupCommit,
-    Guard,
     db_now,
     make_engine,
     normalize_url,
     process_write_lock,
-    run_transaction,
     safe_url,
 )
+from hpsearch.store.group_commit import GroupCommit
 from hpsearch.store.migrate import ensure_schema
 from hpsearch.store.sql import (
     MEASUREMENTS,
@@ -69,6 +67,7 @@ from hpsearch.store.sql import (
     statements,
     study_id_by_name,
 )
+from hpsearch.store.transactions import Guard, run_transaction
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,11 @@ once for the engine's dialect; executing it converts the parameters with the typ
 own bind processors, runs the SQL string on the driver's cursor inside the caller's
 transaction (the SQLAlchemy connection that began it) and converts the returned columns
 with the types' own result processors.  The SQL is exactly what SQLAlchemy would send.
+
+The helpers that send SQL on the driver's cursor (:func:`driver_run`, :func:`driver_error`,
+:func:`statements_watched`) and :class:`BatchMissed` live here as well: this module is the
+store's lowest layer, which the engine set-up, the transactions and group commit import,
+never the other way round.
 """
 
 from __future__ import annotations
@@ -20,9 +25,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ClauseElement
-
-from hpsearch.store.engine import BatchMissed, driver_error, driver_run, statements_watched
 
 #: Where a connection's record (SQLAlchemy's ``connection.info``, kept as long as the
 #: DBAPI connection) lists the statements prepared on it for batches.
@@ -172,11 +176,11 @@ class Batch:
     prepared on the connection once (``PREPARE hpsearch_<hash> AS ...``, outside any
     transaction); the group's ``EXECUTE`` statements, their parameters rendered in by
     psycopg's own quoting, go in the simple query that opens the transaction
-    (:func:`hpsearch.store.engine.run_transaction`): one round trip for the group's
+    (:func:`hpsearch.store.transactions.run_transaction`): one round trip for the group's
     statements instead of one each, and no new plan for any of them.  They run in order in
     one transaction, as they would one by one.  Where a statement returns no row (the
     write is refused or replayed, which asks for more statements) the batch raises
-    :class:`~hpsearch.store.engine.BatchMissed` and the group runs the usual way.
+    :class:`BatchMissed` and the group runs the usual way.
     """
 
     __slots__ = ("parts", "results")
@@ -227,6 +231,10 @@ class Batch:
         self.results = outcomes
 
 
+class BatchMissed(Exception):
+    """A batch could not give every write its result: run its group the usual way."""
+
+
 def _prepared(conn: Connection) -> set[str]:
     """The batch statements prepared on ``conn``'s DBAPI connection: kept in its record,
     read from the server the first time (and after a failed batch)."""
@@ -240,4 +248,60 @@ def _prepared(conn: Connection) -> set[str]:
     return prepared
 
 
-__all__ = ["Batch", "BatchPart", "DriverStatement"]
+# -- the driver's cursor, for every layer of the store --------------------------------------
+def statements_watched(conn: Connection) -> bool:
+    """Whether someone watches the engine's statements (``echo``, a cursor-execute event
+    listener): then statements the store would send straight to the driver go through
+    SQLAlchemy, so that they see them."""
+    dispatch = conn.dispatch
+    return bool(
+        dispatch.before_cursor_execute or dispatch.after_cursor_execute or conn.engine.echo
+    )
+
+
+def driver_run(conn: Connection, sql: str) -> list[tuple[Any, list[Any]]]:
+    """Send ``sql`` (one or more statements, no parameters) on the driver's cursor; the
+    description and rows of each statement, in order (no rows for one that returns none)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    results = []
+    try:
+        cursor.execute(sql, prepare=False)
+        while True:
+            description = cursor.description
+            results.append((description, list(cursor.fetchall()) if description else []))
+            if not cursor.nextset():
+                return results
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(conn, exc, sql, (), cursor) from exc
+    finally:
+        cursor.close()
+
+
+def driver_error(conn: Connection, exc: Any, sql: str, args: Any, cursor: Any) -> Exception:
+    """What :meth:`Connection.execute` would raise for a driver error: a DBAPIError (the
+    retry logic reads it), with a dead connection invalidated so that the pool drops it."""
+    dialect = conn.dialect
+    invalidated = dialect.is_disconnect(exc, conn.connection.driver_connection, cursor)
+    if invalidated:
+        conn.invalidate(exc)
+    return DBAPIError.instance(
+        sql,
+        args,
+        exc,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=invalidated,
+        dialect=dialect,
+    )
+
+
+__all__ = [
+    "Batch",
+    "BatchMissed",
+    "BatchPart",
+    "DriverStatement",
+    "driver_error",
+    "driver_run",
+    "statements_watched",
+]

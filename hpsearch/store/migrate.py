@@ -17,7 +17,8 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import URL, Connection
 
 from hpsearch.errors import StorageError
-from hpsearch.store.engine import make_engine, run_transaction, safe_url
+from hpsearch.store.engine import make_engine, safe_url
+from hpsearch.store.transactions import run_transaction
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, text
 from hpsearch.errors import NotFoundError, StaleAttemptError
 from hpsearch.records import MeasurementRecord, Trial, TrialState
 from hpsearch.store import Store
-from hpsearch.store.engine import GroupCommit
+from hpsearch.store.group_commit import GroupCommit
 
 from .helpers import study_config
 

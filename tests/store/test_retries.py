@@ -12,7 +12,8 @@ from sqlalchemy.engine import Connection
 
 from hpsearch.errors import StorageError
 from hpsearch.store import upgrade
-from hpsearch.store.engine import MAX_TRANSACTION_ATTEMPTS, make_engine, run_transaction
+from hpsearch.store.engine import make_engine
+from hpsearch.store.transactions import MAX_TRANSACTION_ATTEMPTS, run_transaction
 
 
 def test_sqlite_busy_beyond_the_timeout_is_retried(sqlite_url: str) -> None:
@@ -166,7 +167,7 @@ def test_a_kept_write_connection_ended_by_the_server_is_replaced(postgres_url: s
 def test_a_kept_write_connection_goes_back_to_the_pool_when_old(storage_url: str) -> None:
     """A kept write connection serves the next transactions until ``max_age``; then it is
     closed (back to the pool, which recycles as configured) and a fresh one is used."""
-    from hpsearch.store.engine import WriteConnections
+    from hpsearch.store.transactions import WriteConnections
 
     engine = make_engine(storage_url)
     kept = WriteConnections(engine, keep=1, max_age=0.3)
