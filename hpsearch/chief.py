@@ -8,7 +8,6 @@ then shuts down gracefully (health answers NOT_SERVING, in-flight calls finish).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
 import os
@@ -20,12 +19,6 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
-from hpsearch.chief_cli import (
-    DEFAULT_CHIEF_LEASE_SECONDS,
-    add_security_arguments,
-    add_serving_arguments,
-    security_options,
-)
 from hpsearch.errors import HpsearchError, NotFoundError
 from hpsearch.oracle import DEFAULT_HOLD_SECONDS, Oracle
 from hpsearch.records import Study, StudyState
@@ -37,6 +30,9 @@ from hpsearch.store.engine import safe_url
 from hpsearch.store.fencing import ChiefLease, ChiefLeaseLostError
 
 logger = logging.getLogger(__name__)
+
+#: How long the chief's fencing lease lasts; it is renewed every third of that.
+DEFAULT_CHIEF_LEASE_SECONDS = 30.0
 
 
 def run_chief(
@@ -380,36 +376,8 @@ def resolve_study(oracle: Oracle, study: str) -> Study:
         ) from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hpsearch.chief``: the chief without the rest of the CLI."""
-    parser = argparse.ArgumentParser(prog="python -m hpsearch.chief", description=__doc__)
-    parser.add_argument("--storage", default=os.environ.get("HPSEARCH_STORAGE", DEFAULT_URL))
-    parser.add_argument("--study", default=None)
-    parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--hold-seconds", type=float, default=DEFAULT_HOLD_SECONDS)
-    parser.add_argument("--log-level", default=os.environ.get("HPSEARCH_LOG_LEVEL", "INFO"))
-    add_serving_arguments(parser)
-    add_security_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        run_chief(
-            port=args.port,
-            storage=args.storage,
-            study=args.study,
-            host=args.host,
-            hold_seconds=args.hold_seconds,
-            **security_options(args),  # type: ignore[arg-type]
-        )
-    except HpsearchError as error:
-        logger.error("%s", error)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # The flags are the CLI's (hpsearch.cli.chief); only this entry point lives here.
+    from hpsearch.cli.chief import main_module
+
+    raise SystemExit(main_module())

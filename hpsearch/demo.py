@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,48 +29,120 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_demo(
-    storage: str = "sqlite:///hpsearch-demo.db",
-    trials: int = 12,
-    workers: int = 2,
-    study_name: str | None = None,
-    epochs: int = 3,
-    output_dir: str = "hpsearch-demo-output",
-) -> int:
-    """Run the demo study to its budget; returns the process exit status."""
-    from hpsearch.chief import Chief
+class Demo:
+    """The demo study running: a chief in this process, ``hpsearch worker`` processes.
 
-    if trials < 1 or workers < 1:
-        raise InvalidArgumentError("--trials and --workers must be at least 1")
-    script = _trial_script()
-    _require_tensorflow()
-    config = _demo_config(study_name, trials, workers)
-    chief = Chief(storage, host="127.0.0.1", port=0, fit_process=True)  # run by `hpsearch demo`
-    chief.start()
-    assert chief.oracle is not None and chief.store is not None
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        chief.oracle.create_study(config)
-        print(
-            f"study {config.name!r}: {trials} trials of {script.name} on the digits data set, "
-            f"{workers} workers, chief at {chief.address}, storage {storage}",
-            flush=True,
+    A context manager: entering starts the chief and creates the study, :meth:`start_workers`
+    starts the workers, leaving stops them all.  What to show meanwhile is the caller's
+    (``hpsearch demo`` prints a progress line from :meth:`progress`).
+    """
+
+    def __init__(
+        self,
+        storage: str = "sqlite:///hpsearch-demo.db",
+        trials: int = 12,
+        workers: int = 2,
+        study_name: str | None = None,
+        epochs: int = 3,
+        output_dir: str = "hpsearch-demo-output",
+    ) -> None:
+        if trials < 1 or workers < 1:
+            raise InvalidArgumentError("--trials and --workers must be at least 1")
+        self.script = _trial_script()
+        _require_tensorflow()
+        self.config = _demo_config(study_name, trials, workers)
+        self.storage = storage
+        self.workers = workers
+        self.epochs = epochs
+        self.output_dir = output_dir
+        self._chief: Chief | None = None
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def chief(self) -> Chief:
+        """The running chief (between entering and leaving)."""
+        assert self._chief is not None, "enter the Demo first"
+        return self._chief
+
+    def __enter__(self) -> Demo:
+        from hpsearch.chief import Chief
+
+        chief = Chief(self.storage, host="127.0.0.1", port=0, fit_process=True)  # `hpsearch demo`
+        chief.start()
+        self._chief = chief
+        try:
+            assert chief.oracle is not None
+            chief.oracle.create_study(self.config)
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def start_workers(self) -> None:
+        """Start the ``hpsearch worker`` processes, each running the trial script."""
+        command = [
+            sys.executable,
+            str(self.script),
+            "--dataset",
+            "digits",
+            "--epochs",
+            str(self.epochs),
+        ]
+        for index in range(self.workers):
+            self._processes.append(
+                _start_worker(
+                    self.chief.address, self.config.name, index, self.output_dir, command
+                )
+            )
+
+    def workers_running(self) -> bool:
+        """Whether any worker is still running (they leave once the study is finished)."""
+        return any(p.poll() is None for p in self._processes)
+
+    def progress(self) -> DemoProgress:
+        """The study's trial counts and best value so far."""
+        store = self.chief.store
+        assert store is not None
+        counts = store.count_trials(self.config.name)
+        best = store.best_trials(self.config.name, 1)
+        return DemoProgress(
+            finished=sum(
+                counts.get(s, 0)
+                for s in (TrialState.COMPLETED, TrialState.FAILED, TrialState.STOPPED)
+            ),
+            running=counts.get(TrialState.RUNNING, 0),
+            failed=counts.get(TrialState.FAILED, 0),
+            best=best[0].value if best else None,
         )
-        command = [sys.executable, str(script), "--dataset", "digits", "--epochs", str(epochs)]
-        for index in range(workers):
-            processes.append(_start_worker(chief.address, config.name, index, output_dir, command))
-        _watch(chief, config.name, trials, processes)
-    finally:
-        for process in processes:
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            failed = [p.returncode for p in self._processes if p.returncode != 0]
+            if failed:
+                log.warning("workers exited with %s", failed)
+        self._stop()
+
+    def _stop(self) -> None:
+        for process in self._processes:
             if process.poll() is None:
                 process.terminate()
-        for process in processes:
+        for process in self._processes:
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        chief.stop(1)
-    return _summary(storage, config.name)
+        self.chief.stop(1)
+
+
+@dataclass(frozen=True)
+class DemoProgress:
+    """Where the demo study stands: trials finished (completed, failed or stopped), running
+    and failed, and the best value so far."""
+
+    finished: int
+    running: int
+    failed: int
+    best: float | None
 
 
 def _demo_config(study_name: str | None, trials: int, workers: int) -> StudyConfig:
@@ -135,57 +207,3 @@ def _start_worker(
         *command,
     ]
     return subprocess.Popen(cmd, env=env)
-
-
-def _watch(
-    chief: Chief, study: str, trials: int, processes: list[subprocess.Popen[bytes]]
-) -> None:
-    """A live progress line until every worker has left."""
-    assert chief.store is not None
-    metric = chief.store.get_study(study).config.metric.name
-    last = ""
-    start = time.monotonic()
-    interactive = sys.stdout.isatty()
-    while any(p.poll() is None for p in processes):
-        counts = chief.store.count_trials(study)
-        best = chief.store.best_trials(study, 1)
-        done = sum(
-            counts.get(s, 0) for s in (TrialState.COMPLETED, TrialState.FAILED, TrialState.STOPPED)
-        )
-        line = (
-            f"[{time.monotonic() - start:5.0f}s] {done}/{trials} trials finished, "
-            f"{counts.get(TrialState.RUNNING, 0)} running, "
-            f"{counts.get(TrialState.FAILED, 0)} failed"
-            + (
-                f", best {metric}={best[0].value:.4f}"
-                if best and best[0].value is not None
-                else ""
-            )
-        )
-        if line.split("]", 1)[1] != last.split("]", 1)[-1] or interactive:
-            print(
-                ("\r" + line) if interactive else line, end="" if interactive else "\n", flush=True
-            )
-            last = line
-        time.sleep(1.0)
-    if interactive:
-        print()
-    failed = [p.returncode for p in processes if p.returncode != 0]
-    if failed:
-        log.warning("workers exited with %s", failed)
-
-
-def _summary(storage: str, study: str) -> int:
-    from hpsearch.cli import main as cli
-
-    print()
-    cli(["--log-level", "WARNING", "best", study, "-n", "3", "--storage", storage])
-    print(f"\nall trials: hpsearch trials {study} --storage {storage}")
-    from hpsearch.store import Store
-
-    store = Store(storage)
-    try:
-        counts = store.count_trials(study)
-    finally:
-        store.close()
-    return 0 if counts.get(TrialState.COMPLETED, 0) > 0 else 1

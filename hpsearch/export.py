@@ -1,93 +1,75 @@
-"""``hpsearch export best NAME --to DIR``: the best trial's model, ready for TF Serving.
+"""A trial's model, copied where TF Serving loads it (``hpsearch export best``).
 
-A trial saves its model in ``AIP_MODEL_DIR`` = ``<output-dir>/<study>/<trial>/model/`` as
-``<version>/saved_model.pb`` (the layout TF Serving loads).  Export copies the newest such
-version of the study's best completed trial into ``DIR/<N>/``, where ``N`` is one more than
-the highest version already in ``DIR``, so TF Serving (which serves the highest version)
-picks the new model up without a restart.
+TF Serving serves the highest numbered version under a model base directory, so each export
+is a new version, copied in full before it appears.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import shutil
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hpsearch.errors import FailedPreconditionError, InvalidArgumentError
+from hpsearch.records import Study, Trial
 
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
-    """Add ``hpsearch export`` to the CLI."""
-    parser = subparsers.add_parser("export", help="export a trial's model for TF Serving")
-    actions = parser.add_subparsers(title="export commands", metavar="ACTION")
-    best = actions.add_parser(
-        "best",
-        help="copy the best trial's SavedModel into a TF Serving model directory",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    best.add_argument("name", help="study name")
-    best.add_argument("--to", required=True, help="TF Serving model base directory")
-    best.add_argument(
-        "--from",
-        dest="source",
-        default=os.environ.get("HPSEARCH_OUTPUT_DIR", "hpsearch-output"),
-        help="the workers' --output-dir (default $HPSEARCH_OUTPUT_DIR, else ./hpsearch-output)",
-    )
-    best.add_argument(
-        "--trial", type=int, default=None, help="export this trial instead of the best one"
-    )
-    storage_arg(best)
-    best.set_defaults(handler=_cmd_export_best)
-    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+def export_trial(
+    storage: str, study: str, to: Path, *, source: Path, trial: int | None = None
+) -> ExportedTrial:
+    """Export trial ``trial`` of ``study`` (default: its best completed trial) to ``to``.
 
-
-def _cmd_export_best(args: argparse.Namespace) -> int:
+    The model is looked for where the trial saved it: its ``model_dir`` tag (set by
+    ``hpsearch vertex import``), else ``source/<study>/<trial>/model``; ``hpsearch.json``
+    beside the exported model says which trial it is.
+    """
     from hpsearch.store import Store
 
-    store = Store(args.storage)
+    store = Store(storage)
     try:
-        study = store.get_study(args.name)
-        if args.trial is None:
-            best = store.best_trials(args.name, 1)
+        record = store.get_study(study)
+        if trial is None:
+            best = store.best_trials(study, 1)
             if not best:
                 raise FailedPreconditionError(
-                    f"study {args.name!r} has no completed trial to export yet"
+                    f"study {study!r} has no completed trial to export yet"
                 )
-            trial = best[0]
+            chosen = best[0]
         else:
-            trial = store.get_trial(args.name, args.trial)
+            chosen = store.get_trial(study, trial)
     finally:
         store.close()
-    model_dir = trial.tags.get("model_dir")  # set by `hpsearch vertex import`
+    model_dir = chosen.tags.get("model_dir")  # set by `hpsearch vertex import`
     if not model_dir:
-        model_dir = str(Path(args.source) / study.name / str(trial.number) / "model")
+        model_dir = str(source / record.name / str(chosen.number) / "model")
     if "://" in str(model_dir):
         raise InvalidArgumentError(
-            f"trial {trial.number}'s model is at {model_dir}; copy it locally first "
+            f"trial {chosen.number}'s model is at {model_dir}; copy it locally first "
             f"(e.g. gcloud storage cp -r {model_dir} ./model) and pass --trial with --from"
         )
-    target = export_model(Path(model_dir), Path(args.to))
+    target = export_model(Path(model_dir), to)
     metadata = {
-        "study": study.name,
-        "trial": trial.number,
-        "attempt": trial.attempt,
-        study.config.metric.name: trial.value,
-        "params": trial.params,
+        "study": record.name,
+        "trial": chosen.number,
+        "attempt": chosen.attempt,
+        record.config.metric.name: chosen.value,
+        "params": chosen.params,
     }
     (target / "hpsearch.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    print(
-        f"exported trial {trial.number} of {study.name!r} "
-        f"({study.config.metric.name}={trial.value}) to {target}"
-    )
-    return 0
+    return ExportedTrial(record, chosen, target)
+
+
+@dataclass(frozen=True)
+class ExportedTrial:
+    """What :func:`export_trial` exported, and where to."""
+
+    study: Study
+    trial: Trial
+    target: Path
 
 
 def export_model(model_dir: Path, serving_dir: Path) -> Path:

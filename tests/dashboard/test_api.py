@@ -278,7 +278,7 @@ def test_cli_serves_until_interrupted(sqlite_url: str) -> None:
 
 def test_cli_module_imports_nothing_heavy() -> None:
     code = (
-        "import sys, hpsearch.dashboard.cli; "
+        "import sys, hpsearch.cli.dashboard; "
         "print(sorted(m for m in ('sqlalchemy', 'numpy', 'plotly', 'hpsearch.store') "
         "if m in sys.modules))"
     )

@@ -288,7 +288,7 @@ def test_distributed_dry_run_runs_chief_and_workers(capsys: pytest.CaptureFixtur
 
 def test_workers_find_the_chief_of_the_distributed_job_through_cluster_spec() -> None:
     """What Vertex AI sets in worker pool 1 leads ``hpsearch worker`` to pool 0's port."""
-    from hpsearch.worker.cli import resolve_oracle
+    from hpsearch.worker.discovery import resolve_oracle
 
     body = distributed_job_body(image="img", workers=2)
     worker_env = {

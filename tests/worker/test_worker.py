@@ -19,7 +19,7 @@ from hpsearch.chief import Chief
 from hpsearch.client import Client
 from hpsearch.errors import NotFoundError
 from hpsearch.records import AttemptState, TrialState
-from hpsearch.worker.cli import resolve_oracle
+from hpsearch.worker.discovery import resolve_oracle
 from hpsearch.worker.loop import Worker, WorkerOptions
 
 from .conftest import FAKE_TRIAL, make_study

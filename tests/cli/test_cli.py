@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from hpsearch.cli import main
 from hpsearch.records import TrialState
 from hpsearch.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "mnist_mlp.yaml"
 
 
@@ -145,3 +146,47 @@ def test_console_script_and_storage_from_environment(tmp_path: Path) -> None:
         timeout=120,
     )
     assert listed.stdout.splitlines()[1].startswith("mnist-mlp,ACTIVE,")
+
+
+def test_the_chief_lease_default_is_the_chiefs() -> None:
+    """The CLI repeats it so as not to load the chief to build its parser."""
+    from hpsearch.chief import DEFAULT_CHIEF_LEASE_SECONDS
+    from hpsearch.cli.chief import DEFAULT_CHIEF_LEASE_SECONDS as cli_default
+
+    assert cli_default == DEFAULT_CHIEF_LEASE_SECONDS
+
+
+def test_python_m_hpsearch_chief_takes_the_chief_commands_flags() -> None:
+    def flags(*argv: str) -> set[str]:
+        text = subprocess.run(
+            [sys.executable, *argv, "--help"], capture_output=True, text=True, check=True
+        ).stdout
+        return {word.strip("[],") for word in text.split() if word.startswith(("--", "[--"))}
+
+    standalone = flags("-m", "hpsearch.chief")
+    assert standalone == flags("-m", "hpsearch", "chief") | {"--hold-seconds", "--log-level"}
+
+
+def test_nothing_below_the_cli_imports_it() -> None:
+    """The CLI calls the library; only ``__main__`` entry points may call the CLI."""
+    importers = []
+    for path in (REPO / "hpsearch").rglob("*.py"):
+        if "cli" in path.relative_to(REPO / "hpsearch").parts[:1] or path.name == "__main__.py":
+            continue
+        source = path.read_text().split('if __name__ == "__main__":')[0]
+        if re.search(r"\bhpsearch\.cli\b|from hpsearch import cli\b", source):
+            importers.append(str(path.relative_to(REPO)))
+    assert importers == []
+
+
+def test_the_progress_line_off_a_terminal_prints_only_changes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from hpsearch.cli.output import ProgressLine
+
+    line = ProgressLine()
+    for status in ("0/4 trials finished", "0/4 trials finished", "1/4 trials finished"):
+        line.show(status)
+    line.close()
+    out = capsys.readouterr().out.splitlines()
+    assert [row.split("] ", 1)[1] for row in out] == ["0/4 trials finished", "1/4 trials finished"]

@@ -1,35 +1,22 @@
-"""``hpsearch worker``: flags, Keras Tuner's and Vertex AI's environment, then the loop.
+"""``hpsearch worker``: ask the chief for trials and run them under the Vertex AI contract.
 
-Where the chief is and who this worker is, first found wins:
-
-1. ``--oracle HOST:PORT`` and ``--worker-id``;
-2. Keras Tuner's ``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT`` and
-   ``KERASTUNER_TUNER_ID``;
-3. a Vertex AI CustomJob's ``CLUSTER_SPEC`` (or ``TF_CONFIG``): the chief is the first
-   replica of ``workerpool0`` (``chief`` in TF_CONFIG), on port ``KERASTUNER_ORACLE_PORT``
-   or 8000; the worker id is ``<pool>-<index>``.
+Where the chief is when ``--oracle`` is not given: :mod:`hpsearch.worker.discovery`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
-import socket
-from collections.abc import Callable, Mapping
-from typing import Any
 
-from hpsearch.errors import InvalidArgumentError
+from hpsearch.cli.common import Subparsers
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ORACLE_PORT = 8000
 
-
-def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
-    """Add ``hpsearch worker`` to the CLI."""
+def register(subparsers: Subparsers) -> None:
+    """Add ``worker``."""
     parser = subparsers.add_parser(
         "worker",
         help="ask the chief for trials and run them (Vertex AI trial contract)",
@@ -105,11 +92,12 @@ def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
         help="the client certificate's key (PEM; default $HPSEARCH_TLS_CLIENT_KEY_FILE)",
     )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the trial command, after --")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(func=_run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     from hpsearch.client import Client
+    from hpsearch.worker.discovery import only_active_study, resolve_oracle
     from hpsearch.worker.loop import Worker, WorkerOptions
 
     command = list(args.command)
@@ -124,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
-    study = args.study or _only_active_study(client)
+    study = args.study or only_active_study(client)
     options = WorkerOptions(
         oracle=address,
         study=study,
@@ -149,67 +137,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
-
-
-def resolve_oracle(flag: str | None, env: Mapping[str, str]) -> tuple[str, str]:
-    """The chief's address and this worker's default id, from the flag or the environment."""
-    default_id = env.get("KERASTUNER_TUNER_ID") or f"{socket.gethostname()}-{os.getpid()}"
-    port = env.get("KERASTUNER_ORACLE_PORT") or str(DEFAULT_ORACLE_PORT)
-    if flag:
-        return _address(flag, port), default_id
-    if env.get("KERASTUNER_ORACLE_IP"):
-        return _address(env["KERASTUNER_ORACLE_IP"], port), default_id
-    for variable in ("CLUSTER_SPEC", "TF_CONFIG"):
-        if env.get(variable):
-            host, task_id = _from_cluster(variable, env[variable])
-            return f"{host}:{port}", env.get("KERASTUNER_TUNER_ID") or task_id
-    raise InvalidArgumentError(
-        "where is the chief? pass --oracle HOST:PORT, or set KERASTUNER_ORACLE_IP (and "
-        "KERASTUNER_ORACLE_PORT), or run inside a Vertex AI CustomJob (CLUSTER_SPEC)"
-    )
-
-
-def _address(host: str, port: str) -> str:
-    host = host.strip()
-    if host.startswith("["):  # [::1]:8000 or [::1]
-        return host if "]:" in host else f"{host}:{port}"
-    if host.count(":") == 1:
-        return host
-    if host.count(":") > 1:  # a bare IPv6 address
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
-
-
-def _from_cluster(variable: str, text: str) -> tuple[str, str]:
-    try:
-        spec = json.loads(text)
-        cluster = spec["cluster"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgumentError(
-            f"${variable} is not the JSON Vertex AI sets ({{'cluster': ..., 'task': ...}})"
-        ) from None
-    for pool in ("workerpool0", "chief", "master"):
-        replicas = cluster.get(pool)
-        if replicas:
-            host = str(replicas[0]).rsplit(":", 1)[0]
-            break
-    else:
-        raise InvalidArgumentError(
-            f"${variable} names no chief: expected a workerpool0 (or chief) replica"
-        )
-    task = spec.get("task") or {}
-    task_id = f"{task.get('type', 'worker')}-{task.get('index', 0)}"
-    return host, task_id
-
-
-def _only_active_study(client: Any) -> str:
-    active = [s.name for s in client.list_studies() if s.state.value == "ACTIVE"]
-    if len(active) == 1:
-        return str(active[0])
-    if not active:
-        raise InvalidArgumentError(
-            "the chief has no active study; start it with --study FILE or pass --study NAME"
-        )
-    raise InvalidArgumentError(
-        f"the chief has several active studies ({', '.join(sorted(active))}); pass --study NAME"
-    )

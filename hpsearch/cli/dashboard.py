@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import Any
+
+from hpsearch.cli.common import Subparsers, add_storage
 
 
-def register(subparsers: Any, *, storage_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add the ``dashboard`` subcommand to the ``hpsearch`` parser."""
+def register(subparsers: Subparsers) -> None:
+    """Add ``dashboard``."""
     parser = subparsers.add_parser(
         "dashboard",
         help="serve the study dashboard (read-only web UI and JSON API)",
@@ -17,7 +17,7 @@ def register(subparsers: Any, *, storage_arg: Callable[[argparse.ArgumentParser]
         "parameter plots, trials, attempts and workers, updated live. The JSON API it reads "
         "is documented in docs/dashboard.md.",
     )
-    storage_arg(parser)
+    add_storage(parser)
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
     parser.add_argument(
         "--host",
@@ -30,10 +30,10 @@ def register(subparsers: Any, *, storage_arg: Callable[[argparse.ArgumentParser]
         help="require 'Authorization: Bearer <token>' with the token in this file (default "
         "$HPSEARCH_TOKEN, else the file in $HPSEARCH_TOKEN_FILE; unset: no token)",
     )
-    parser.set_defaults(handler=run_dashboard)
+    parser.set_defaults(func=_run)
 
 
-def run_dashboard(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     """Serve until interrupted (Ctrl-C); exit status 0."""
     from hpsearch.dashboard import serve_dashboard
     from hpsearch.security import read_token

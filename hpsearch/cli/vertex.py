@@ -17,9 +17,10 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Callable
 from typing import Any
 
+from hpsearch.cli.common import Subparsers, add_actions, add_storage
+from hpsearch.cli.output import print_json
 from hpsearch.errors import InvalidArgumentError
 from hpsearch.vertex.job import DEFAULT_TRIAL_COMMAND
 
@@ -29,8 +30,8 @@ _ENDPOINT_HELP = (
 )
 
 
-def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
-    """Add ``hpsearch vertex`` and its actions to the CLI."""
+def register(subparsers: Subparsers) -> None:
+    """Add ``vertex`` and its actions."""
     vertex = subparsers.add_parser(
         "vertex",
         help="run studies on Vertex AI and import their trials",
@@ -38,7 +39,7 @@ def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
         "it, import its trials into an hpsearch study, or run the chief and workers as a "
         "Vertex AI CustomJob. Needs the vertex extra: pip install 'hpsearch[vertex]'.",
     )
-    actions = vertex.add_subparsers(title="vertex commands", metavar="ACTION")
+    actions = add_actions(vertex, "vertex commands")
 
     submit = actions.add_parser(
         "submit",
@@ -75,7 +76,7 @@ def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
         help="print the request body as JSON and send nothing (needs no credentials)",
     )
     submit.add_argument("--api-endpoint", default=None, help=_ENDPOINT_HELP)
-    submit.set_defaults(handler=_cmd_submit)
+    submit.set_defaults(func=_cmd_submit)
 
     status = actions.add_parser(
         "status",
@@ -94,8 +95,8 @@ def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
         help="also import the job's finished trials into the study",
     )
     status.add_argument("--study", default=None, help="study to import into (with --import)")
-    storage_arg(status)
-    status.set_defaults(handler=_cmd_status)
+    add_storage(status)
+    status.set_defaults(func=_cmd_status)
 
     imp = actions.add_parser(
         "import",
@@ -107,8 +108,8 @@ def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
     )
     _job(imp)
     imp.add_argument("--study", default=None, help="study name (default: the job's name)")
-    storage_arg(imp)
-    imp.set_defaults(handler=_cmd_import)
+    add_storage(imp)
+    imp.set_defaults(func=_cmd_import)
 
     dist = actions.add_parser(
         "submit-distributed",
@@ -153,9 +154,7 @@ def register(subparsers: Any, *, storage_arg: Callable[..., None]) -> None:
         "--dry-run", action="store_true", help="print the CustomJob request body and send nothing"
     )
     dist.add_argument("--api-endpoint", default=None, help=_ENDPOINT_HELP)
-    dist.set_defaults(handler=_cmd_submit_distributed)
-
-    vertex.set_defaults(handler=lambda args: _help(vertex))
+    dist.set_defaults(func=_cmd_submit_distributed)
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -176,7 +175,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     )
     body = canonical(tuning_job_body(config, trial_job, display_name=display_name))
     if args.dry_run:
-        _print_json(body)
+        print_json(body)
         return 0
     from hpsearch.vertex.api import create_tuning_job
 
@@ -199,7 +198,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     job = get_tuning_job(name, api_endpoint=args.api_endpoint)
     summary = job_summary(job)
     if args.format == "json":
-        _print_json(summary)
+        print_json(summary)
     else:
         counts = ", ".join(f"{s.lower()} {n}" for s, n in sorted(summary["trials"].items()))
         print(f"job:     {summary['name']} ({summary['display_name']})")
@@ -254,7 +253,7 @@ def _cmd_submit_distributed(args: argparse.Namespace) -> int:
         "CustomJob",
     )
     if args.dry_run:
-        _print_json(body)
+        print_json(body)
         return 0
     from hpsearch.vertex.api import create_custom_job
 
@@ -376,12 +375,3 @@ def _split(text: str, flag: str) -> list[str]:
         return shlex.split(text)
     except ValueError as exc:
         raise InvalidArgumentError(f"{flag}: cannot split {text!r}: {exc}") from None
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
