@@ -5,7 +5,7 @@ Issue 5's figure: "p99 of a heartbeat call while a fit runs stays under 20 ms".
 What runs (all real, nothing mocked):
 
 1. a chief process (``python -m hpsearch.chief``) on a fresh SQLite file, log level DEBUG
-   so that every refill of suggestions logs its duration (``hpsearch.oracle``:
+   so that every refill of suggestions logs its duration (``hpsearch.oracle.suggester``:
    ``suggestions ready ... seconds=...``);
 2. a study of ``--params`` doubles with the ``bayesian`` algorithm, filled through the
    client (ask, tell) until ``--trials`` trials are completed, so each fit works on a
@@ -49,7 +49,7 @@ STUDY = "heartbeat-bench"
 # The oracle's line after each refill (the fit itself may run in the chief's fit process,
 # whose own log lines do not reach the chief's log): its end and its length.
 FIT_LINE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) DEBUG hpsearch\.oracle: "
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) DEBUG hpsearch\.oracle(?:\.suggester)?: "
     r"suggestions ready .*history=(\d+) .*seconds=([0-9.]+)"
 )
 

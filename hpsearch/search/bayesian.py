@@ -56,18 +56,16 @@ import time
 import warnings
 import zlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.stats import qmc
 
 from hpsearch.search.acquisition import Acquisition, maximize
+from hpsearch.search.algorithm import Algorithm, Observation
 from hpsearch.search.encoding import Encoder, params_key
 from hpsearch.search.gp import GaussianProcess, fit_hyperparameters
 from hpsearch.space import FixedParam, Params, Space, StudyConfig
-
-if TYPE_CHECKING:
-    from hpsearch.search import Observation
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +100,23 @@ def suggest_bayesian(
     """``n`` new parameter sets by GP-based Bayesian optimisation (see the module doc)."""
     with _single_threaded_blas():
         return _suggest(config, completed, pending, n, rng)
+
+
+class GaussianProcessSearch(Algorithm):
+    """``bayesian`` (the default): GP-based Bayesian optimisation (see the module doc)."""
+
+    name = "bayesian"
+
+    def suggest(
+        self,
+        config: StudyConfig,
+        completed: Sequence[Observation],
+        pending: Sequence[Params],
+        n: int,
+        rng: np.random.Generator,
+        state: Any,
+    ) -> list[Params]:
+        return suggest_bayesian(config, completed, pending, n, rng)
 
 
 def _suggest(

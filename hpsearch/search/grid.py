@@ -19,10 +19,11 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
+from hpsearch.search.algorithm import Algorithm, Observation
 from hpsearch.search.encoding import params_key
 from hpsearch.space import (
     CategoricalParam,
@@ -36,9 +37,6 @@ from hpsearch.space import (
     Space,
     StudyConfig,
 )
-
-if TYPE_CHECKING:
-    from hpsearch.search import Observation
 
 logger = logging.getLogger(__name__)
 
@@ -130,3 +128,22 @@ def _expand(
         return
     for value in levels(param, resolution):
         yield from _expand(space, rest, {**prefix, param.name: value}, resolution)
+
+
+class GridSearch(Algorithm):
+    """``grid``: a deterministic enumeration; the next points do not depend on results,
+    but which points are left does, so it reads the history."""
+
+    name = "grid"
+    model_based = False
+
+    def suggest(
+        self,
+        config: StudyConfig,
+        completed: Sequence[Observation],
+        pending: Sequence[Params],
+        n: int,
+        rng: np.random.Generator,
+        state: Any,
+    ) -> list[Params]:
+        return suggest_grid(config, completed, pending, n, rng)

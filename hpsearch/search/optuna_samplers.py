@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from hpsearch.errors import FailedPreconditionError
+from hpsearch.search.algorithm import Algorithm, Observation
 from hpsearch.search.encoding import params_key
 from hpsearch.space import (
     BooleanParam,
@@ -34,9 +35,6 @@ from hpsearch.space import (
     StudyConfig,
 )
 
-if TYPE_CHECKING:
-    from hpsearch.search import Observation
-
 logger = logging.getLogger(__name__)
 
 
@@ -46,18 +44,19 @@ def suggest_optuna(
     pending: Sequence[Params],
     n: int,
     rng: np.random.Generator,
+    sampler_name: str,
 ) -> list[Params]:
     """``n`` suggestions from Optuna's TPE (``tpe``) or CMA-ES (``cmaes``) sampler."""
     try:
         import optuna
     except ImportError:
         raise FailedPreconditionError(
-            f"algorithm {config.algorithm!r} needs Optuna: pip install 'hpsearch[optuna]'"
+            f"algorithm {sampler_name!r} needs Optuna: pip install 'hpsearch[optuna]'"
         ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = int(rng.integers(0, 2**31 - 1))
     sampler: Any
-    if config.algorithm == "cmaes":
+    if sampler_name == "cmaes":
         try:
             import cmaes  # noqa: F401
         except ImportError:
@@ -197,3 +196,26 @@ def _sample(space: Any, trial: Any) -> Params:
                 trial.suggest_categorical(param.name, [False, True])
             )
     return params
+
+
+class OptunaTPE(Algorithm):
+    """``tpe``: Optuna's multivariate TPE sampler with the constant liar."""
+
+    name = "tpe"
+
+    def suggest(
+        self,
+        config: StudyConfig,
+        completed: Sequence[Observation],
+        pending: Sequence[Params],
+        n: int,
+        rng: np.random.Generator,
+        state: Any,
+    ) -> list[Params]:
+        return suggest_optuna(config, completed, pending, n, rng, self.name)
+
+
+class OptunaCMAES(OptunaTPE):
+    """``cmaes``: Optuna's CMA-ES sampler, warm-started from the history."""
+
+    name = "cmaes"

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
+from hpsearch.search.algorithm import Algorithm, Observation
 from hpsearch.search.encoding import params_key
 from hpsearch.space import Params, StudyConfig
-
-if TYPE_CHECKING:
-    from hpsearch.search import Observation
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +46,32 @@ def suggest_random(
             logger.info("random search exhausted study=%s returned=%d", config.name, len(out))
             break
     return out
+
+
+class RandomSearch(Algorithm):
+    """``random``: cheap draws that need no model, only the keys of what was tried.
+
+    Its kept state is the set of :func:`params_key` of the completed trials, so the
+    oracle hands it that set (kept live, only ever added to) instead of a copy of the
+    history on every refill: O(n) per refill, not O(study size)."""
+
+    name = "random"
+    model_based = False
+    uses_history = False
+
+    def initial_state(self) -> set[object]:
+        return set()
+
+    def observe(self, state: Any, observation: Observation) -> None:
+        state.add(params_key(observation.params))
+
+    def suggest(
+        self,
+        config: StudyConfig,
+        completed: Sequence[Observation],
+        pending: Sequence[Params],
+        n: int,
+        rng: np.random.Generator,
+        state: Any,
+    ) -> list[Params]:
+        return suggest_random(config, completed, pending, n, rng, state)

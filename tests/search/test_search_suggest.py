@@ -139,12 +139,13 @@ def test_small_space_is_exhausted_without_duplicates(algorithm: str) -> None:
 
 
 def test_random_search_skips_the_keys_it_is_given() -> None:
-    """``seen``: the keys of a history kept by the caller count as tried (random search)."""
+    """Random search's kept state, the keys of a history kept by the caller (the oracle),
+    counts as tried."""
     space = Space((CategoricalParam("opt", values=("a", "b")), IntegerParam("n", min=1, max=3)))
     cfg = config(space, algorithm="random")
     everything = [{"opt": o, "n": n} for o in ("a", "b") for n in (1, 2, 3)]
     seen = {params_key(p) for p in everything[:4]}
-    out = suggest(cfg, [], [everything[4]], 3, np.random.default_rng(0), seen)
+    out = suggest(cfg, [], [everything[4]], 3, np.random.default_rng(0), state=seen)
     assert out == [everything[5]]
     assert seen == {params_key(p) for p in everything[:4]}  # the caller's set is not changed
 

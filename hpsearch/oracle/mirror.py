@@ -1,0 +1,266 @@
+"""The oracle's in-memory mirror of one study, rebuilt from SQL (the truth) at any time.
+
+Handing out a trial must cost one SQL write and no scan of the study, so the oracle keeps,
+per study: the trial counts, the running trials and who holds them, the completed history
+(with the search algorithm's kept state), a buffer of ready suggestions, and the caches
+of the trials' measurements and lease renewals.  Every field is guarded by ``cond`` (the
+caches by ``cache_lock``); the mirror changes through the methods below, which keep the
+fields consistent with each other: :meth:`StudyMirror.resync` (from SQL),
+:meth:`StudyMirror.record_start`, :meth:`StudyMirror.record_end`,
+:meth:`StudyMirror.record_late_result`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from hpsearch.records import MeasurementRecord, Study, StudyState, Trial, TrialState
+from hpsearch.search import Algorithm, Observation, get_algorithm
+from hpsearch.search.encoding import params_key
+from hpsearch.space import Params
+from hpsearch.store.api import Store
+
+logger = logging.getLogger(__name__)
+
+#: An algorithm error pauses a study's suggestions this long.
+SUGGEST_BACKOFF_SECONDS = 2.0
+#: Nobody asked for this long: the study's suggestions are not refilled.
+IDLE_SECONDS = 300.0
+
+
+class StudyMirror:
+    """The in-memory mirror of one study.  Guarded by ``cond``."""
+
+    def __init__(self, study: Study) -> None:
+        self.name = study.name
+        self.study_id = study.id
+        self.config = study.config
+        self.state = study.state
+        self.cond = threading.Condition(threading.Lock())
+        self.algorithm: Algorithm = get_algorithm(study.config.algorithm)
+        self.total = 0
+        self.waiting = 0
+        self.completed = 0
+        self.failed = 0
+        self.stopped = 0
+        # number -> (worker, attempt, handed out by this chief since it started)
+        self.running: dict[int, tuple[str | None, int, bool]] = {}
+        # number -> (attempt, step -> measurement) of running attempts, as reported here
+        self.measured: dict[int, tuple[int, dict[int, MeasurementRecord]]] = {}
+        # number -> (attempt, monotonic time of the last lease renewal)
+        self.renewed_at: dict[int, tuple[int, float]] = {}
+        self.by_worker: dict[str, set[int]] = {}
+        self.pending_params: dict[int, Params] = {}
+        self.in_flight: list[Params] = []  # taken from the buffer, trial insert under way
+        self.trials: dict[int, Trial] = {}  # running trials as handed out
+        self.history: list[Observation] = []
+        # What the algorithm keeps of the history (random search: the keys tried).
+        self.search_state: Any = self.algorithm.initial_state()
+        self.completed_numbers: set[int] = set()  # COMPLETED trials, to count each once
+        self.buffer: deque[Params] = deque()
+        self.reserved = 0  # slots taken by claims/inserts in flight (lock released)
+        self.reserved_new = 0  # of which new trials (already counted in total)
+        self.reserving: set[str] = set()  # workers with a claim/insert in flight
+        self.cache_lock = threading.Lock()  # guards measured, renewed_at and curves
+        # Completed trials' objective by step, for the median rule (None: not loaded yet).
+        self.curves: dict[int, list[tuple[int, float]]] | None = None
+        self.dirty = False  # a result arrived since the buffer was filled
+        self.space_version = 0
+        self.last_demand = time.monotonic()
+        self.suggest_failed_at = 0.0
+        seed = study.config.seed
+        self.rng = np.random.default_rng(None if seed is None else [seed, study.id])
+
+    # -- derived facts --------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.state is not StudyState.ACTIVE
+
+    @property
+    def active(self) -> int:
+        """Running trials, counting those being claimed or inserted right now."""
+        return len(self.running) + self.reserved
+
+    @property
+    def target(self) -> int:
+        """How many ready suggestions to keep: many for cheap algorithms, few for model-based."""
+        if not self.algorithm.model_based:
+            # Cheap draws: keep many ready (a refill also copies the running trials' params).
+            return min(1024, max(32, len(self.history) // 8))
+        return max(1, min(self.config.budget.parallel_trials, 4))
+
+    @property
+    def low_water(self) -> int:
+        return max(1, self.target // 2)
+
+    @property
+    def stale(self) -> bool:
+        """The ready suggestions were computed before the latest result (model-based)."""
+        return self.dirty and self.algorithm.model_based
+
+    def needs_suggestions(self) -> bool:
+        if self.finished or self.total + len(self.buffer) >= self.config.budget.max_trials:
+            return False
+        if time.monotonic() - self.suggest_failed_at < SUGGEST_BACKOFF_SECONDS:
+            return False  # back off after an algorithm error
+        if time.monotonic() - self.last_demand > IDLE_SECONDS:
+            return False  # nobody asked for a while: don't spend CPU on this study
+        if len(self.buffer) < self.low_water:
+            return True
+        return self.stale
+
+    # -- changes --------------------------------------------------------------------------
+    def resync(self, store: Store, *, load_history: bool = False) -> None:
+        """Rebuild the counts and the running set from SQL (the truth); with
+        ``load_history`` also the completed history and the algorithm's kept state."""
+        with self.cond:
+            study = store.get_study(self.name)
+            counts = store.count_trials(self.name)
+            running = store.list_trials(self.name, states=[TrialState.RUNNING])
+            self.config = study.config
+            self.state = study.state
+            self.total = sum(counts.values()) + self.reserved_new  # inserts in flight
+            self.waiting = counts.get(TrialState.WAITING, 0)
+            self.completed = counts.get(TrialState.COMPLETED, 0)
+            self.failed = counts.get(TrialState.FAILED, 0)
+            self.stopped = counts.get(TrialState.STOPPED, 0)
+            before = self.running.copy()
+            self.trials = {t.number: t for t in running}
+            self.running.clear()
+            self.by_worker.clear()
+            self.pending_params.clear()
+            for trial in running:
+                known = before.get(trial.number)
+                fresh = known is not None and known[1] == trial.attempt and known[2]
+                self._add_running(trial, fresh=fresh)
+            with self.cache_lock:
+                for cache in (self.measured, self.renewed_at):
+                    for number in list(cache):
+                        held = self.running.get(number)
+                        if held is None or cache[number][0] != held[1]:
+                            del cache[number]
+            if load_history:
+                completed = store.list_trials(self.name, states=[TrialState.COMPLETED])
+                self.completed_numbers = {t.number for t in completed}
+                self.history = [
+                    Observation(t.params, t.value) for t in completed if t.value is not None
+                ]
+                self.search_state = self.algorithm.state_of(self.history)
+            self.cond.notify_all()
+
+    def record_start(self, trial: Trial) -> None:
+        """A trial handed out by this chief (``cond`` held)."""
+        self._add_running(trial, fresh=True)
+        self.trials[trial.number] = trial
+        with self.cache_lock:
+            self.renewed_at[trial.number] = (trial.attempt, time.monotonic())
+
+    def record_end(self, trial: Trial, attempt: int) -> bool:
+        """Account for ``attempt`` of ``trial`` ending as ``trial`` says (``cond`` held).
+        False when this chief does not hold that attempt (a repeated or late report)."""
+        current = self.running.get(trial.number)
+        if current is None or current[1] != attempt:
+            return False
+        self.forget_running(trial.number)
+        self.trials.pop(trial.number, None)
+        with self.cache_lock:
+            measured = self.measured.pop(trial.number, None)
+            if (
+                trial.state is TrialState.COMPLETED
+                and self.curves is not None
+                and measured is not None
+                and measured[0] == attempt
+            ):
+                name = self.config.metric.name
+                self.curves[trial.number] = [
+                    (step, r.metrics[name])
+                    for step, r in sorted(measured[1].items())
+                    if name in r.metrics
+                ]
+            self.renewed_at.pop(trial.number, None)
+        params = self.pending_params.pop(trial.number, trial.params)
+        if trial.state is TrialState.COMPLETED:
+            self.completed_numbers.add(trial.number)
+        if trial.state is TrialState.COMPLETED and trial.value is not None:
+            self.completed += 1
+            self._observe(Observation(params, trial.value))
+        elif trial.state is TrialState.FAILED:
+            self.failed += 1
+        elif trial.state is TrialState.WAITING:
+            self.waiting += 1
+        elif trial.state is TrialState.STOPPED:
+            self.stopped += 1
+        log_trial(trial, self.name, event="ended", attempt=attempt)
+        return True
+
+    def counts_late_result(self, trial: Trial, attempt: int) -> bool:
+        """Whether ``trial``, ended by ``attempt`` that this chief does not hold, is a late
+        result that counted and is not in the history yet (``cond`` held)."""
+        return (
+            trial.state is TrialState.COMPLETED
+            and trial.attempt == attempt
+            and trial.number not in self.completed_numbers
+        )
+
+    def record_late_result(self, trial: Trial, attempt: int) -> None:
+        """The history gains a late result (see :meth:`counts_late_result`); the counts
+        and the running set must then be read again (:meth:`resync`)."""
+        self.completed_numbers.add(trial.number)
+        if trial.value is not None:
+            self._observe(Observation(trial.params, trial.value))
+        log_trial(trial, self.name, event="ended late", attempt=attempt)
+
+    def forget_running(self, number: int) -> None:
+        held = self.running.pop(number, None)
+        if held is not None and held[0]:
+            numbers = self.by_worker.get(held[0])
+            if numbers is not None:
+                numbers.discard(number)
+                if not numbers:
+                    del self.by_worker[held[0]]
+
+    # -- helpers --------------------------------------------------------------------------
+    def _add_running(self, trial: Trial, *, fresh: bool) -> None:
+        self.running[trial.number] = (trial.worker_id, trial.attempt, fresh)
+        if trial.worker_id:
+            self.by_worker.setdefault(trial.worker_id, set()).add(trial.number)
+        self.pending_params[trial.number] = trial.params
+
+    def _observe(self, observation: Observation) -> None:
+        self.history.append(observation)
+        self.algorithm.observe(self.search_state, observation)
+        self.dirty = True
+
+    def taken_since(self, known: int) -> set[object]:
+        """Keys of the parameters running, being inserted, or completed after the first
+        ``known`` entries of the history (``cond`` held)."""
+        return {
+            params_key(p)
+            for p in (
+                *self.pending_params.values(),
+                *self.in_flight,
+                *(o.params for o in self.history[known:]),
+            )
+        }
+
+
+def log_trial(trial: Trial, study: str, *, event: str, attempt: int | None = None) -> None:
+    logger.info(
+        "trial %s study=%s number=%d attempt=%d state=%s worker=%s value=%s",
+        event,
+        study,
+        trial.number,
+        trial.attempt if attempt is None else attempt,
+        trial.state.value,
+        trial.worker_id,
+        trial.value,
+    )
+
+
+__all__ = ["StudyMirror", "log_trial"]
