@@ -1,7 +1,10 @@
 """The study dashboard: a read-only web UI and JSON API over the study store.
 
-Importing this package is cheap (the CLI imports ``hpsearch.dashboard.cli`` to register
-its subcommand); the server, the queries and SQLAlchemy load on first use.
+Importing this package is cheap (``hpsearch dashboard``, in :mod:`hpsearch.cli.dashboard`,
+calls :func:`serve_dashboard`); the server, the queries and SQLAlchemy load on first use.
+Rooms: ``server`` (HTTP), ``app`` (routes, JSON), ``queries`` (the read model: runs the
+statements of :mod:`hpsearch.store.reads`, caches per study revision), ``analysis``
+(pure: best so far, parameter importances, curves).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ migrations (``hpsearch db upgrade --storage URL``); a Store does so by itself on
 new, empty database, and refuses a database at another revision with a StorageError.
 
 Modules: ``api`` (the Store), ``sql`` (its statements, prepared once per dialect),
+``reads`` (the dashboard's read-only statements, next to the schema they read),
 ``models`` (the typed tables), ``engine`` (engines, URLs, the database clock ``db_now``,
 storage errors), ``transactions`` (retries, a commit whose connection was lost),
 ``group_commit`` (concurrent writes committed together), ``driver`` (statements run on

@@ -10,8 +10,8 @@ importing a job's JSON need nothing beyond the core install.
 - :mod:`hpsearch.vertex.api`: the calls to Vertex AI (create, get) through
   google-cloud-aiplatform.
 - :mod:`hpsearch.vertex.importer`: a job's trials into an hpsearch study, idempotently.
-- :mod:`hpsearch.vertex.cluster`: the chief's address from ``CLUSTER_SPEC``/``TF_CONFIG``.
-- :mod:`hpsearch.vertex.cli`: the ``hpsearch vertex`` subcommands.
+The ``hpsearch vertex`` subcommands are in :mod:`hpsearch.cli.vertex`; the worker finds the
+chief from ``CLUSTER_SPEC``/``TF_CONFIG`` in :mod:`hpsearch.worker.discovery`.
 """
 
 from __future__ import annotations
