@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -165,18 +164,6 @@ def test_python_m_hpsearch_chief_takes_the_chief_commands_flags() -> None:
 
     standalone = flags("-m", "hpsearch.chief")
     assert standalone == flags("-m", "hpsearch", "chief") | {"--hold-seconds", "--log-level"}
-
-
-def test_nothing_below_the_cli_imports_it() -> None:
-    """The CLI calls the library; only ``__main__`` entry points may call the CLI."""
-    importers = []
-    for path in (REPO / "hpsearch").rglob("*.py"):
-        if "cli" in path.relative_to(REPO / "hpsearch").parts[:1] or path.name == "__main__.py":
-            continue
-        source = path.read_text().split('if __name__ == "__main__":')[0]
-        if re.search(r"\bhpsearch\.cli\b|from hpsearch import cli\b", source):
-            importers.append(str(path.relative_to(REPO)))
-    assert importers == []
 
 
 def test_the_progress_line_off_a_terminal_prints_only_changes(
