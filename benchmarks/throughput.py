@@ -687,6 +687,9 @@ def ratios(runs: list[Run], workers: int) -> list[str]:
         if label == KT_LABEL:
             lines.append(f"| {label} | {speed:.1f} | {cpu:.2f} | 1 | |")
             continue
+        if math.isnan(kt):  # --skip-keras-tuner: nothing to compare with
+            lines.append(f"| {label} | {speed:.1f} | {cpu:.2f} | not measured | |")
+            continue
         each = ", ".join(f"{rate(label, k) / rate(KT_LABEL, k):.1f}x" for k in rounds)
         lines.append(f"| {label} | {speed:.1f} | {cpu:.2f} | **{speed / kt:.1f}x** | {each} |")
     return lines
