@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from hpsearch.space import Params, StudyConfig
+from hpsearch.space import Params, Rung, StudyConfig
 
 
 class TrialState(str, Enum):
@@ -73,6 +73,11 @@ class Trial:
     started_at: float | None = None
     completed_at: float | None = None
     tags: dict[str, Any] = field(default_factory=dict)  # free-form (e.g. Keras Tuner trial id)
+
+    @property
+    def fidelity(self) -> Rung | None:
+        """The trial's budget in a multi-fidelity study (None otherwise)."""
+        return Rung.from_tags(self.tags)
 
 
 @dataclass(frozen=True, slots=True)

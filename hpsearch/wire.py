@@ -11,6 +11,7 @@ a worker on a GPU box loads neither the oracle nor SQLAlchemy nor the search sta
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import grpc
 
@@ -26,7 +27,7 @@ from hpsearch.errors import (
 )
 from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.records import Study, StudyState, StudySummary, Trial, TrialState
-from hpsearch.space import ParamValue, StudyConfig
+from hpsearch.space import ParamValue, Rung, StudyConfig
 
 #: What the chief accepts in one message, and what it may send (a long trial list).
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024
@@ -141,6 +142,17 @@ def trial_to_proto(study: str, trial: Trial) -> pb2.Trial:
         proto.params[name].CopyFrom(value_to_proto(value))
     if trial.value is not None:
         proto.value = trial.value
+    rung = trial.fidelity
+    if rung is not None:
+        proto.fidelity.CopyFrom(
+            pb2.Fidelity(
+                epochs=rung.epochs,
+                initial_epoch=rung.initial_epoch,
+                bracket=rung.bracket,
+                round=rung.round,
+                parent=rung.parent,
+            )
+        )
     return proto
 
 
@@ -159,7 +171,22 @@ def trial_from_proto(proto: pb2.Trial) -> Trial:
         created_at=proto.created_at,
         started_at=proto.started_at or None,
         completed_at=proto.completed_at or None,
+        tags=_fidelity_tags(proto),
     )
+
+
+def _fidelity_tags(proto: pb2.Trial) -> dict[str, Any]:
+    if not proto.HasField("fidelity"):
+        return {}
+    f = proto.fidelity
+    rung = Rung(
+        epochs=f.epochs,
+        initial_epoch=f.initial_epoch,
+        bracket=f.bracket,
+        round=f.round,
+        parent=f.parent if f.HasField("parent") else None,
+    )
+    return {Rung.TAG: rung.to_tag()}
 
 
 def value_to_proto(value: ParamValue) -> pb2.Value:

@@ -23,7 +23,7 @@ import numpy as np
 from hpsearch.records import MeasurementRecord, Study, StudyState, Trial, TrialState
 from hpsearch.search import Algorithm, Observation, get_algorithm
 from hpsearch.search.encoding import params_key
-from hpsearch.space import Params
+from hpsearch.space import Params, Rung
 from hpsearch.store.api import Store
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ class StudyMirror:
         self.history: list[Observation] = []
         # What the algorithm keeps of the history (random search: the keys tried).
         self.search_state: Any = self.algorithm.initial_state()
+        # A multi-fidelity study's slots (hpsearch.search.hyperband.Schedule), else None.
+        self.schedule: Any = self.algorithm.new_schedule(study.config)
         self.completed_numbers: set[int] = set()  # COMPLETED trials, to count each once
         self.buffer: deque[Params] = deque()
         self.reserved = 0  # slots taken by claims/inserts in flight (lock released)
@@ -149,9 +151,11 @@ class StudyMirror:
                 completed = store.list_trials(self.name, states=[TrialState.COMPLETED])
                 self.completed_numbers = {t.number for t in completed}
                 self.history = [
-                    Observation(t.params, t.value) for t in completed if t.value is not None
+                    _observation(t, t.params) for t in completed if t.value is not None
                 ]
                 self.search_state = self.algorithm.state_of(self.history)
+                if self.schedule is not None:
+                    self._replay_schedule(store)
             self.cond.notify_all()
 
     def record_start(self, trial: Trial) -> None:
@@ -189,7 +193,7 @@ class StudyMirror:
             self.completed_numbers.add(trial.number)
         if trial.state is TrialState.COMPLETED and trial.value is not None:
             self.completed += 1
-            self._observe(Observation(params, trial.value))
+            self._observe(trial, params)
         elif trial.state is TrialState.FAILED:
             self.failed += 1
         elif trial.state is TrialState.WAITING:
@@ -213,7 +217,7 @@ class StudyMirror:
         and the running set must then be read again (:meth:`resync`)."""
         self.completed_numbers.add(trial.number)
         if trial.value is not None:
-            self._observe(Observation(trial.params, trial.value))
+            self._observe(trial, trial.params)
         log_trial(trial, self.name, event="ended late", attempt=attempt)
 
     def forget_running(self, number: int) -> None:
@@ -232,10 +236,24 @@ class StudyMirror:
             self.by_worker.setdefault(trial.worker_id, set()).add(trial.number)
         self.pending_params[trial.number] = trial.params
 
-    def _observe(self, observation: Observation) -> None:
+    def _observe(self, trial: Trial, params: Params) -> None:
+        assert trial.value is not None
+        observation = _observation(trial, params)
         self.history.append(observation)
         self.algorithm.observe(self.search_state, observation)
+        if self.schedule is not None:
+            self.schedule.record(trial.number, trial.value)
         self.dirty = True
+
+    def _replay_schedule(self, store: Store) -> None:
+        """Rebuild the multi-fidelity schedule from every trial, in creation order."""
+        self.schedule = self.algorithm.new_schedule(self.config)
+        for trial in store.list_trials(self.name):
+            rung = Rung.from_tags(trial.tags)
+            if rung is not None:
+                self.schedule.replay(rung, trial.number, trial.params)
+            if trial.state is TrialState.COMPLETED and trial.value is not None:
+                self.schedule.record(trial.number, trial.value)
 
     def taken_since(self, known: int) -> set[object]:
         """Keys of the parameters running, being inserted, or completed after the first
@@ -248,6 +266,12 @@ class StudyMirror:
                 *(o.params for o in self.history[known:]),
             )
         }
+
+
+def _observation(trial: Trial, params: Params) -> Observation:
+    assert trial.value is not None
+    rung = Rung.from_tags(trial.tags)
+    return Observation(params, trial.value, None if rung is None else rung.epochs)
 
 
 def log_trial(trial: Trial, study: str, *, event: str, attempt: int | None = None) -> None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from hpsearch.errors import StaleAttemptError
 from hpsearch.oracle.answers import AskResult, AskStatus
 from hpsearch.oracle.mirror import StudyMirror, log_trial
 from hpsearch.records import StudyState, Trial, TrialState
-from hpsearch.space import Params
+from hpsearch.space import Params, Rung
 from hpsearch.store.api import Store
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,8 @@ class Scheduler:
     def _hand_out(
         self, mirror: StudyMirror, worker_id: str, count: int, lease: float | None
     ) -> list[Trial]:
-        """Claim a WAITING trial or create one from the buffer, up to the limits.
+        """Claim a WAITING trial or create one (from the buffer, or as the multi-fidelity
+        schedule's next slot), up to the limits.
 
         Called with the study's lock held; the lock is released around each SQL write
         (the slot is reserved first), so other calls of the study are not held up by it.
@@ -116,19 +118,18 @@ class Scheduler:
         lease = mirror.config.lease_seconds if lease is None else lease
         trials: list[Trial] = []
         while len(trials) < count and mirror.active < budget.parallel_trials:
-            params: Params | None = None
-            if mirror.waiting > 0:
-                mirror.waiting -= 1
-            elif mirror.total < budget.max_trials and mirror.buffer:
-                params = mirror.buffer.popleft()
+            slot = self._next_slot(mirror)
+            if slot is None:
+                break
+            params, tags, token = slot
+            if params is not None:
                 mirror.total += 1
                 mirror.reserved_new += 1
+                mirror.in_flight.append(params)  # not in the buffer nor pending any more
             else:
-                break
+                mirror.waiting -= 1
             mirror.reserved += 1
             mirror.reserving.add(worker_id)
-            if params is not None:
-                mirror.in_flight.append(params)  # not in the buffer nor pending any more
             trial: Trial | None = None
             mirror.cond.release()
             try:
@@ -136,7 +137,7 @@ class Scheduler:
                     trial = self.store.claim_trial(mirror.name, worker_id, lease_seconds=lease)
                 else:
                     trial = self.store.create_trial(
-                        mirror.name, params, worker_id=worker_id, lease_seconds=lease
+                        mirror.name, params, worker_id=worker_id, lease_seconds=lease, tags=tags
                     )
             finally:
                 mirror.cond.acquire()
@@ -147,10 +148,14 @@ class Scheduler:
                     mirror.reserved_new -= 1
                     if trial is None:  # the insert failed: give the slot back
                         mirror.total -= 1
-                        mirror.buffer.appendleft(params)
+                        if token is None:
+                            mirror.buffer.appendleft(params)
+                if token is not None:
+                    mirror.schedule.settle(token, None if trial is None else trial.number)
                 mirror.cond.notify_all()
             if trial is None:
-                mirror.waiting = 0  # nothing was WAITING after all
+                if params is None:
+                    mirror.waiting = 0  # nothing was WAITING after all
                 continue
             mirror.record_start(trial)
             log_trial(trial, mirror.name, event="started")
@@ -158,6 +163,33 @@ class Scheduler:
         if len(mirror.buffer) < mirror.low_water:
             self._wake_suggester()
         return trials
+
+    def _next_slot(
+        self, mirror: StudyMirror
+    ) -> tuple[Params | None, dict[str, Any] | None, int | None] | None:
+        """What the next hand-out is: ``(None, None, None)`` claims a WAITING trial (a
+        retry), ``(params, tags, token)`` creates a trial (``token``: its place in the
+        multi-fidelity schedule), None: nothing can be handed out now.  ``cond`` held."""
+        if mirror.waiting > 0:
+            return None, None, None
+        if mirror.total >= mirror.config.budget.max_trials:
+            return None
+        schedule = mirror.schedule
+        if schedule is None:
+            if not mirror.buffer:
+                return None
+            return mirror.buffer.popleft(), None, None
+        decision = schedule.next(ongoing=mirror.active > 0)
+        if decision.kind in ("wait", "done"):
+            return None
+        if decision.kind == "promote":
+            params = dict(decision.parent_params)
+        elif mirror.buffer:
+            params = mirror.buffer.popleft()
+        else:
+            return None  # a new configuration, once the suggester has one ready
+        token = schedule.reserve(decision, params)
+        return params, {Rung.TAG: decision.rung.to_tag()}, token
 
     def _abandon_held(self, mirror: StudyMirror, worker_id: str) -> None:
         """End the attempts ``worker_id`` holds as LOST: it asked for a trial again, so it
@@ -197,6 +229,13 @@ class Scheduler:
             reason = f"max_failed_trials={budget.max_failed_trials} reached"
         elif mirror.total >= budget.max_trials and not mirror.active and mirror.waiting == 0:
             reason = f"max_trials={budget.max_trials} done"
+        elif (
+            mirror.schedule is not None
+            and not mirror.active
+            and mirror.waiting == 0
+            and mirror.schedule.next(ongoing=False).kind == "done"
+        ):
+            reason = "every bracket of the schedule done"
         if reason is None:
             return False
         if not mirror.finished:

@@ -1,4 +1,5 @@
-"""Whether a running trial should stop: the study was stopped, or its early-stopping rule.
+"""Whether a running trial should stop: the study was stopped, the trial reached its budget
+(a multi-fidelity study), or the study's early-stopping rule says so.
 
 The rule itself is pure (:mod:`hpsearch.early_stopping`); this room feeds it: the
 running attempt's curve from the mirror's measurement cache, and the completed trials'
@@ -11,6 +12,7 @@ from __future__ import annotations
 from hpsearch.early_stopping import median_rule
 from hpsearch.oracle.mirror import StudyMirror
 from hpsearch.records import StudyState, TrialState
+from hpsearch.space import Rung
 from hpsearch.store.api import Store
 
 
@@ -33,6 +35,10 @@ class Stopping:
         stop, reason = self.study_stopped(mirror)
         if stop:
             return stop, reason
+        trial = mirror.trials.get(number)
+        rung = None if trial is None else Rung.from_tags(trial.tags)
+        if rung is not None and step >= rung.epochs:
+            return True, f"the trial reached its budget of {rung.epochs} epochs"
         return self._median_rule(mirror, number, attempt, step)
 
     def _median_rule(

@@ -74,7 +74,7 @@ class Study(_message.Message):
     def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ..., state: _Optional[_Union[StudyState, str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., trial_counts: _Optional[_Mapping[str, int]] = ..., best_value: _Optional[float] = ...) -> None: ...
 
 class Trial(_message.Message):
-    __slots__ = ("study", "number", "state", "params", "attempt", "worker_id", "lease_expires_at", "value", "metrics", "failure_message", "created_at", "started_at", "completed_at", "study_id")
+    __slots__ = ("study", "number", "state", "params", "attempt", "worker_id", "lease_expires_at", "value", "metrics", "failure_message", "created_at", "started_at", "completed_at", "study_id", "fidelity")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class Trial(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     STUDY_ID_FIELD_NUMBER: _ClassVar[int]
+    FIDELITY_FIELD_NUMBER: _ClassVar[int]
     study: str
     number: int
     state: TrialState
@@ -117,7 +118,22 @@ class Trial(_message.Message):
     started_at: float
     completed_at: float
     study_id: int
-    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, Value]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., lease_expires_at: _Optional[float] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_message: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., study_id: _Optional[int] = ...) -> None: ...
+    fidelity: Fidelity
+    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, Value]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., lease_expires_at: _Optional[float] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_message: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., study_id: _Optional[int] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ...) -> None: ...
+
+class Fidelity(_message.Message):
+    __slots__ = ("epochs", "initial_epoch", "bracket", "round", "parent")
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    BRACKET_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    epochs: int
+    initial_epoch: int
+    bracket: int
+    round: int
+    parent: int
+    def __init__(self, epochs: _Optional[int] = ..., initial_epoch: _Optional[int] = ..., bracket: _Optional[int] = ..., round: _Optional[int] = ..., parent: _Optional[int] = ...) -> None: ...
 
 class CreateStudyRequest(_message.Message):
     __slots__ = ("config", "format", "exist_ok")

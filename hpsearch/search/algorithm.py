@@ -39,10 +39,12 @@ from hpsearch.space import Params, StudyConfig
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """A finished trial as the search sees it: its parameters and objective value."""
+    """A finished trial as the search sees it: its parameters and objective value, and in
+    a multi-fidelity study the epochs it was trained (None otherwise)."""
 
     params: Params
     value: float
+    budget: int | None = None
 
 
 class Algorithm(ABC):
@@ -63,6 +65,13 @@ class Algorithm(ABC):
     def observe(self, state: Any, observation: Observation) -> None:  # noqa: B027
         """Fold one completed trial into ``state`` (in place), in completion order; by
         default the algorithm keeps nothing."""
+
+    def new_schedule(self, config: StudyConfig) -> Any:
+        """A multi-fidelity algorithm's schedule of slots for a new study (see
+        :mod:`hpsearch.search.hyperband`): which trial a free worker gets, a new
+        configuration or a promotion, and its budget.  None: every trial is a new
+        configuration, trained as the trial script decides."""
+        return None
 
     def state_of(self, completed: Sequence[Observation]) -> Any:
         """The kept state after ``completed``, as the oracle rebuilds it on restart."""
@@ -97,6 +106,8 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "grid": ("hpsearch.search.grid", "GridSearch"),
     "tpe": ("hpsearch.search.optuna_samplers", "OptunaTPE"),
     "cmaes": ("hpsearch.search.optuna_samplers", "OptunaCMAES"),
+    "hyperband": ("hpsearch.search.hyperband", "HyperbandSearch"),
+    "asha": ("hpsearch.search.hyperband", "AshaSearch"),
 }
 
 _loaded: dict[str, Algorithm] = {}

@@ -43,7 +43,7 @@ from hpsearch.protos import keras_tuner_service_pb2 as service_pb2
 from hpsearch.protos import keras_tuner_service_pb2_grpc as service_grpc
 from hpsearch.records import Trial, TrialState
 from hpsearch.service.errors import rpc
-from hpsearch.space import Goal, Params, ParamValue, Space, StudyConfig
+from hpsearch.space import Goal, Params, ParamValue, Rung, Space, StudyConfig
 from hpsearch.space.keras_tuner import (
     space_from_keras_tuner,
     space_to_keras_tuner,
@@ -292,11 +292,30 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         if cached is not None and cached[0] is space and cached[1] == trial.params:
             return cached[2]
         message = hyperparameters_to_proto(space, trial.params)
+        rung = trial.fidelity
+        if rung is not None:
+            self._add_tuner_values(message, rung)
         if trial.state is TrialState.RUNNING:
             if len(self._hp_messages) >= 4096:  # trials whose EndTrial never came
                 self._hp_messages.clear()
             self._hp_messages[trial.number] = (space, trial.params, message)
         return message
+
+    def _add_tuner_values(self, message: kt_pb2.HyperParameters, rung: Rung) -> None:
+        """The ``tuner/*`` values Keras Tuner's Hyperband tuner reads: the epochs to train
+        (``fit(initial_epoch=..., epochs=...)``) and the trial whose checkpoint to load,
+        as its HyperbandOracle sets them."""
+        values = message.values.values
+        values["tuner/epochs"].CopyFrom(kt_pb2.Value(int_value=rung.epochs))
+        values["tuner/initial_epoch"].CopyFrom(kt_pb2.Value(int_value=rung.initial_epoch))
+        values["tuner/bracket"].CopyFrom(kt_pb2.Value(int_value=rung.bracket))
+        values["tuner/round"].CopyFrom(kt_pb2.Value(int_value=rung.round))
+        if rung.parent is not None:
+            # The attempt that completed the parent wrote the checkpoint (trial_<id>/).
+            parent = self.oracle.get_trial(self._study(), rung.parent)
+            values["tuner/trial_id"].CopyFrom(
+                kt_pb2.Value(string_value=trial_id_of(parent.number, max(parent.attempt, 1)))
+            )
 
     def _learn_space(self, name: str, hyperparameters: kt_pb2.HyperParameters) -> None:
         """Keras Tuner's chief grows its space from every ended trial; so does this one."""

@@ -34,11 +34,14 @@ from hpsearch.space.params import (
 )
 from hpsearch.space.study import (
     ALGORITHMS,
+    MULTI_FIDELITY_ALGORITHMS,
     Budget,
     EarlyStopping,
+    Fidelity,
     Goal,
     Measurement,
     Metric,
+    Rung,
     StudyConfig,
     dump_study,
     dumps_study,
@@ -60,6 +63,7 @@ from hpsearch.space.vertex import (
 
 __all__ = [
     "ALGORITHMS",
+    "MULTI_FIDELITY_ALGORITHMS",
     "GRID_LIMIT",
     "VERTEX_ALGORITHMS",
     "VERTEX_DISCRETE_LIMIT",
@@ -70,6 +74,7 @@ __all__ = [
     "DiscreteParam",
     "DoubleParam",
     "EarlyStopping",
+    "Fidelity",
     "FixedParam",
     "Goal",
     "IntegerParam",
@@ -78,6 +83,7 @@ __all__ = [
     "Parameter",
     "ParamValue",
     "Params",
+    "Rung",
     "Scale",
     "Space",
     "StudyConfig",

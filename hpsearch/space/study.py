@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -42,7 +42,9 @@ from hpsearch.space.params import (
 
 T = TypeVar("T")
 
-ALGORITHMS = ("bayesian", "random", "grid", "tpe", "cmaes")
+ALGORITHMS = ("bayesian", "random", "grid", "tpe", "cmaes", "hyperband", "asha")
+#: Algorithms that give each trial a budget of epochs (the study's ``fidelity``).
+MULTI_FIDELITY_ALGORITHMS = ("hyperband", "asha")
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 #: Two days: a stock Keras Tuner worker's trial of up to a day keeps its lease with room.
 DEFAULT_KERAS_TUNER_LEASE_SECONDS = 2 * 86400.0
@@ -198,6 +200,93 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True, slots=True)
+class Fidelity:
+    """The budget of a multi-fidelity study (``algorithm: hyperband`` or ``asha``), in
+    Keras Tuner's words: a trial trains at most ``max_epochs``; each rung keeps the best
+    ``1/factor`` of its trials and trains them ``factor`` times longer, from
+    ``min_epochs`` up; ``hyperband_iterations`` sweeps of all brackets (Hyperband only).
+    ``parameter`` is the flag a trial script gets its epochs by (``--epochs=9``)."""
+
+    max_epochs: int = 100
+    factor: int = 3
+    hyperband_iterations: int = 1
+    min_epochs: int = 1
+    parameter: str = "epochs"
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "factor", "hyperband_iterations", "min_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(
+                    f"fidelity.{name} must be an integer >= 1, got {value!r}"
+                )
+        if self.factor < 2:
+            raise InvalidArgumentError(f"fidelity.factor must be >= 2, got {self.factor}")
+        if self.min_epochs > self.max_epochs:
+            raise InvalidArgumentError(
+                f"fidelity.min_epochs ({self.min_epochs}) must not exceed max_epochs "
+                f"({self.max_epochs})"
+            )
+        if not isinstance(self.parameter, str) or not re.match(
+            r"^[A-Za-z_][\w-]*$", self.parameter
+        ):
+            raise InvalidArgumentError(
+                f"fidelity.parameter must be a flag name such as epochs, got {self.parameter!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_epochs": self.max_epochs,
+            "factor": self.factor,
+            "hyperband_iterations": self.hyperband_iterations,
+            "min_epochs": self.min_epochs,
+            "parameter": self.parameter,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    """The budget of one trial of a multi-fidelity study, kept in its tags (``fidelity``).
+
+    ``epochs``: train up to this many epochs in all; ``initial_epoch``: the epochs its
+    parent trained (0 for a new configuration); ``parent``: the trial whose checkpoint to
+    continue from (None: train from scratch); ``bracket`` and ``round``: Keras Tuner's
+    ``tuner/bracket`` and ``tuner/round``.  ``instance``, ``bracket_num`` and
+    ``iteration`` place the trial in the schedule when it is rebuilt after a restart."""
+
+    epochs: int
+    initial_epoch: int = 0
+    bracket: int = 0
+    round: int = 0
+    parent: int | None = None
+    instance: int = 0
+    bracket_num: int = 0
+    iteration: int = 0
+
+    TAG: ClassVar[str] = "fidelity"
+
+    def to_tag(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "initial_epoch": self.initial_epoch,
+            "bracket": self.bracket,
+            "round": self.round,
+            "parent": self.parent,
+            "instance": self.instance,
+            "bracket_num": self.bracket_num,
+            "iteration": self.iteration,
+        }
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, Any]) -> Rung | None:
+        """The rung stored in a trial's tags, or None (not a multi-fidelity trial)."""
+        data = tags.get(cls.TAG)
+        if not isinstance(data, Mapping):
+            return None
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True, slots=True)
 class StudyConfig:
     """Everything a study is declared with."""
 
@@ -215,6 +304,8 @@ class StudyConfig:
     #: renew it: long enough for any real training run.  A worker that restarts under the
     #: same tuner id gives its trial back at once, without waiting for this lease.
     keras_tuner_lease_seconds: float = DEFAULT_KERAS_TUNER_LEASE_SECONDS
+    #: The epochs budget of a multi-fidelity study (None for the other algorithms).
+    fidelity: Fidelity | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not STUDY_NAME.match(self.name):
@@ -243,6 +334,19 @@ class StudyConfig:
                 "keras_tuner_lease_seconds must be between 1 and "
                 f"{MAX_KERAS_TUNER_LEASE_SECONDS:g} (7 days), "
                 f"got {self.keras_tuner_lease_seconds!r}"
+            )
+        multi_fidelity = self.algorithm in MULTI_FIDELITY_ALGORITHMS
+        if multi_fidelity and self.fidelity is None:
+            object.__setattr__(self, "fidelity", Fidelity())
+        if self.fidelity is not None and not multi_fidelity:
+            raise InvalidArgumentError(
+                f"fidelity is for algorithm hyperband or asha, not {self.algorithm}; remove "
+                "it or choose one of those"
+            )
+        if multi_fidelity and self.fidelity is not None and self.fidelity.parameter in self.space:
+            raise InvalidArgumentError(
+                f"fidelity.parameter {self.fidelity.parameter!r} is also a parameter of the "
+                "space; the budget is set by the algorithm: remove that parameter"
             )
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
@@ -281,6 +385,8 @@ class StudyConfig:
         }
         if self.seed is not None:
             data["seed"] = self.seed
+        if self.fidelity is not None:
+            data["fidelity"] = self.fidelity.to_dict()
         return data
 
     @classmethod
@@ -301,6 +407,7 @@ class StudyConfig:
             "keras_tuner_lease_seconds",
             "early_stopping",
             "seed",
+            "fidelity",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -347,6 +454,7 @@ class StudyConfig:
         }
         seed = data.get("seed")
         return cls(
+            fidelity=_fidelity(data.get("fidelity")),
             name=str(data["name"]),
             metric=metric,
             space=space,
@@ -365,6 +473,24 @@ class StudyConfig:
                 )
             ),
         )
+
+
+def _fidelity(value: Any) -> Fidelity | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            "fidelity must be a mapping, e.g. fidelity: {max_epochs: 27, factor: 3}"
+        )
+    known = {"max_epochs", "factor", "hyperband_iterations", "min_epochs", "parameter"}
+    extra = sorted(set(value) - known)
+    if extra:
+        raise InvalidArgumentError(f"unknown fidelity key(s) {extra}; known: {sorted(known)}")
+    args: dict[str, Any] = {
+        str(k): str(v) if k == "parameter" else _maybe_int(v, f"fidelity.{k}")
+        for k, v in value.items()
+    }
+    return Fidelity(**args)
 
 
 def _metric(value: Any) -> Metric:
