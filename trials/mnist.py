@@ -17,6 +17,8 @@ env
     a layout TF Serving loads), ``AIP_CHECKPOINT_DIR`` (a checkpoint every epoch; a
     restarted attempt resumes after the last finished epoch) and
     ``AIP_TENSORBOARD_LOG_DIR`` (TensorBoard logs). Each may be a local path or ``gs://``.
+    In a multi-fidelity study a promoted trial finds its parent's checkpoint there (the
+    worker copies it) and so continues from the parent's last epoch up to ``--epochs``.
     ``TF_CONFIG``/``CLUSTER_SPEC`` may be present; one machine trains here.
 metrics
     After every epoch the Keras log named by ``--metric_tag`` (default ``val_accuracy``)

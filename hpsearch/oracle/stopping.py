@@ -37,8 +37,10 @@ class Stopping:
             return stop, reason
         trial = mirror.trials.get(number)
         rung = None if trial is None else Rung.from_tags(trial.tags)
-        if rung is not None and step >= rung.epochs:
-            return True, f"the trial reached its budget of {rung.epochs} epochs"
+        if rung is not None and step > rung.epochs:
+            # A report at the budget itself is the trial's last: it must still finish
+            # (and report COMPLETED); one past it means the client ignores the budget.
+            return True, f"the trial went past its budget of {rung.epochs} epochs"
         return self._median_rule(mirror, number, attempt, step)
 
     def _median_rule(

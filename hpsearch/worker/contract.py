@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.space import Goal, Measurement, ParamValue
+from hpsearch.space import Fidelity, Goal, Measurement, ParamValue, Rung
 
 #: Keys of a hypertune line that are not metrics.
 HYPERTUNE_KEYS = frozenset({"timestamp", "trial", "global_step", "checkpoint_path"})
@@ -27,6 +28,41 @@ HYPERTUNE_KEYS = frozenset({"timestamp", "trial", "global_step", "checkpoint_pat
 def trial_flags(params: Mapping[str, ParamValue]) -> list[str]:
     """Command-line flags for a trial's parameters, formatted as Vertex AI formats them."""
     return [f"--{name}={format_value(value)}" for name, value in params.items()]
+
+
+def budget_flags(fidelity: Fidelity | None, rung: Rung | None) -> list[str]:
+    """The budget flag of a multi-fidelity trial (``--epochs=9``), after its parameters so
+    that it wins over a default in the worker's command line."""
+    if fidelity is None or rung is None:
+        return []
+    return [f"--{fidelity.parameter}={rung.epochs}"]
+
+
+def seed_checkpoint(study_dir: str, rung: Rung, dirs: TrialDirs) -> str:
+    """Start a promoted trial from its parent's checkpoint: copy the parent trial's
+    checkpoint directory into this trial's (``AIP_CHECKPOINT_DIR``), so that a trial
+    script that resumes from its checkpoint directory continues at ``rung.initial_epoch``
+    and trains up to ``rung.epochs``.  Returns what was done, for the worker's log.
+
+    Nothing is copied when this trial's directory already holds a checkpoint (a retried
+    attempt continues its own), nor when the parent's is not on this machine (another
+    worker's local disk, or ``gs://``): the trial then trains from scratch."""
+    if rung.parent is None:
+        return "new configuration: trains from scratch"
+    parent = _join(study_dir, str(rung.parent), "checkpoints")
+    if "://" in study_dir:
+        return f"the parent's checkpoint {parent} is remote: trains from scratch"
+    target = Path(dirs.checkpoints)
+    if target.is_dir() and any(target.iterdir()):
+        return "continues its own checkpoint (a retried attempt)"
+    source = Path(parent)
+    if not source.is_dir() or not any(source.iterdir()):
+        return (
+            f"no checkpoint of parent trial {rung.parent} at {source} (another worker's disk?): "
+            "trains from scratch"
+        )
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    return f"continues parent trial {rung.parent}'s checkpoint from epoch {rung.initial_epoch}"
 
 
 def format_value(value: ParamValue) -> str:

@@ -34,7 +34,9 @@ from hpsearch.records import Study, Trial, TrialState
 from hpsearch.worker.contract import (
     MetricFileReader,
     Report,
+    budget_flags,
     final_measurement,
+    seed_checkpoint,
     trial_dirs,
     trial_env,
     trial_flags,
@@ -166,7 +168,21 @@ class Worker:
         dirs = trial_dirs(_join(self.options.output_dir, study.name), trial_id, str(scratch))
         Path(dirs.metric_file).unlink(missing_ok=True)
         log_path = Path(dirs.metric_file).parent / "output.log"
-        command = [*self.options.command, *trial_flags(trial.params)]
+        rung = trial.fidelity
+        command = [
+            *self.options.command,
+            *trial_flags(trial.params),
+            *budget_flags(config.fidelity, rung),
+        ]
+        if rung is not None:
+            log.info(
+                "trial budget study=%s trial=%d epochs=%d initial_epoch=%d: %s",
+                study.name,
+                trial.number,
+                rung.epochs,
+                rung.initial_epoch,
+                seed_checkpoint(_join(self.options.output_dir, study.name), rung, dirs),
+            )
         env = trial_env(dirs, trial_id, cuda_visible_devices=devices)
         log.info(
             "trial starting study=%s trial=%d attempt=%d worker=%s devices=%s log=%s",

@@ -265,9 +265,16 @@ needs_keras_tuner = pytest.mark.skipif(
 
 
 def _start_worker(
-    chief: ChiefProcess, i: int, tmp_path: Path, epochs: int = 1, epoch_seconds: float = 0.0
+    chief: ChiefProcess,
+    i: int,
+    tmp_path: Path,
+    epochs: int = 1,
+    epoch_seconds: float = 0.0,
+    tuner: str = "random",
 ) -> subprocess.Popen[bytes]:
-    """A stock Keras Tuner worker ``worker<i>`` (a restart appends to the same log)."""
+    """A stock Keras Tuner worker ``worker<i>`` (a restart appends to the same log);
+    Hyperband workers share one project directory, as Keras Tuner's distributed tuning
+    expects."""
     env = dict(
         os.environ,
         KERASTUNER_TUNER_ID=f"worker{i}",
@@ -282,9 +289,10 @@ def _start_worker(
             [
                 sys.executable,
                 str(WORKER),
-                str(tmp_path / f"kt{i}"),
+                str(tmp_path / ("kt" if tuner == "hyperband" else f"kt{i}")),
                 str(epochs),
                 str(epoch_seconds),
+                tuner,
             ],
             env=env,
             stdout=log,
@@ -443,6 +451,59 @@ def test_a_stock_worker_killed_mid_trial_gets_its_trial_rerun_once(
         store.close()
         for w in workers:
             w.kill()
+
+
+@needs_keras_tuner
+@pytest.mark.slow
+@pytest.mark.tf
+def test_stock_hyperband_workers_train_the_epochs_the_chief_assigns(
+    chief_process: ChiefProcess, tmp_path: Path
+) -> None:
+    """keras_tuner.Hyperband workers run a hyperband study to STOPPED: each fit trains the
+    tuner/epochs the chief sent, from tuner/initial_epoch, loading its parent's weights
+    (Keras Tuner fails a promoted trial whose parent checkpoint it cannot load)."""
+    study_file = tmp_path / "hb.yaml"
+    study_file.write_text(
+        study_yaml(
+            "hb",
+            budget="{max_trials: 100, parallel_trials: 2}",
+            metric="{name: val_loss, goal: minimize}",
+            algorithm="hyperband",
+        )
+        + "fidelity: {max_epochs: 9, factor: 3}\n"
+    )
+    chief_process.study = str(study_file)
+    chief_process.start()
+    workers = [_start_worker(chief_process, i, tmp_path, tuner="hyperband") for i in range(2)]
+    try:
+        codes = [w.wait(timeout=600) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    logs = _logs(tmp_path)
+    assert codes == [0, 0], logs[-3000:]
+    store = _open_store(chief_process.storage)
+    try:
+        trials = store.list_trials("hb")
+        assert trials and all(t.state is TrialState.COMPLETED for t in trials), [
+            (t.number, t.state, t.failure_message) for t in trials
+        ]
+        rungs = {t.number: t.fidelity for t in trials}
+        assert all(rung is not None for rung in rungs.values())
+        assigned = sorted((r.epochs, r.initial_epoch) for r in rungs.values() if r)
+        fits = sorted(
+            (int(line.split()[1].split("=")[1]), int(line.split()[2].split("=")[1]))
+            for line in logs.splitlines()
+            if line.startswith("fit epochs=")
+        )
+        assert fits == assigned  # every trial trained exactly its budget
+        promoted = [(t, r) for t in trials if (r := rungs[t.number]) and r.parent is not None]
+        assert promoted and all(r.initial_epoch > 0 for _, r in promoted)
+        for trial, rung in promoted:
+            assert rung.parent is not None and trial.params == trials[rung.parent].params
+        assert store.get_study("hb").state.value == "COMPLETED"  # every bracket done
+    finally:
+        store.close()
 
 
 def test_update_space_adds_new_parameters_and_refuses_a_bad_one(
