@@ -18,6 +18,7 @@ from hpsearch.space import (
     IntegerParam,
     Scale,
     Space,
+    loads_study,
 )
 
 
@@ -26,11 +27,24 @@ def refused(match: str) -> Any:
 
 
 # -- declarations ---------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", ["linear", "log", "reverse_log"])
 @pytest.mark.parametrize("cls", [DoubleParam, IntegerParam])
 @pytest.mark.parametrize(("lo", "hi"), [(1, 1), (2, 1)])
-def test_min_not_below_max_is_refused(cls: type, lo: int, hi: int) -> None:
+def test_min_not_below_max_is_refused(cls: type, lo: int, hi: int, scale: str) -> None:
+    """On every scale: a log range with min > max (both positive) passes the min > 0 check,
+    so only the order check can refuse it."""
     with refused(rf"parameter 'x': min \({lo}\) must be less than max \({hi}\); swap them"):
-        cls("x", lo, hi)
+        cls("x", lo, hi, scale=scale)
+
+
+@pytest.mark.parametrize("scale", ["log", "reverse_log"])
+def test_a_study_file_with_a_reversed_log_range_is_refused(scale: str) -> None:
+    text = (
+        "name: rev\nmetric: m\n"
+        f"parameters: {{lr: {{type: double, min: 0.1, max: 0.001, scale: {scale}}}}}\n"
+    )
+    with refused(r"parameter 'lr': min \(0.1\) must be less than max \(0.001\)"):
+        loads_study(text)
 
 
 @pytest.mark.parametrize("scale", ["log", "reverse_log"])
