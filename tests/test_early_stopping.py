@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hpsearch.early_stopping import median_rule
 from hpsearch.space import Goal
 
@@ -38,3 +40,63 @@ def test_no_decision_before_enough_completed_trials_or_steps() -> None:
     # completed trials that reported nothing up to this step do not count
     late = [[(5, 1.0)], [(6, 1.0)], [(7, 1.0)]]
     assert not median_rule([(1, 0.0)], late, Goal.MAXIMIZE, min_trials=1).stop
+
+
+# Skewed: the running averages at step 1 are 0.25, 0.5 and 4.0, so the median (0.5) is far
+# from the mean (1.58); every value is exact in binary, so "equal to the median" is exact.
+SKEWED = [[(1, 0.25), (2, 9.0)], [(1, 0.5)], [(1, 4.0), (2, -9.0)]]
+
+
+def _signed(curve: list[tuple[int, float]], goal: Goal) -> list[tuple[int, float]]:
+    """``curve`` as a maximized metric, or as its negation for a minimized one."""
+    return [(s, goal.sign * v) for s, v in curve]
+
+
+@pytest.mark.parametrize("goal", [Goal.MAXIMIZE, Goal.MINIMIZE])
+@pytest.mark.parametrize(
+    ("best", "stops"),
+    [
+        (0.375, True),  # worse than the median
+        (0.5, False),  # equal to the median: only a strictly worse trial stops
+        (0.75, False),  # better than the median, worse than the mean (1.58)
+    ],
+)
+def test_the_rule_compares_with_the_median_not_the_mean(
+    goal: Goal, best: float, stops: bool
+) -> None:
+    completed = [_signed(curve, goal) for curve in SKEWED]
+    running = _signed([(1, best)], goal)
+    decision = median_rule(running, completed, goal, min_trials=3)
+    assert decision.stop is stops, decision
+    if stops:
+        assert f"median {goal.sign * 0.5:.6g} of 3 completed" in decision.reason
+
+
+@pytest.mark.parametrize("goal", [Goal.MAXIMIZE, Goal.MINIMIZE])
+def test_completed_curves_count_by_their_running_average_up_to_the_step(goal: Goal) -> None:
+    # At step 2 the averages are 0.5, 0.5 and 0.5 (their values after step 2 do not count):
+    # a best of 0.4 is behind, 0.6 ahead.  Last values (0, 0, 0) or best values (1, 1, 1)
+    # instead of averages would decide the other way round.
+    curves = [[(1, 1.0), (2, 0.0), (3, 100.0)], [(2, 0.0), (1, 1.0)], [(1, 1.0), (2, 0.0)]]
+    completed = [_signed(curve, goal) for curve in curves]
+    assert median_rule(_signed([(1, 0.1), (2, 0.4)], goal), completed, goal, min_trials=3).stop
+    assert not median_rule(_signed([(1, 0.1), (2, 0.6)], goal), completed, goal, min_trials=3).stop
+
+
+def test_the_trial_is_judged_by_its_best_value_so_far() -> None:
+    # median of the averages at step 3: 0.5.  Best 0.6 (at step 1) goes on although its last
+    # value (0.1) and its average (0.3) are behind.
+    completed = [[(3, 0.5)], [(3, 0.5)], [(3, 0.5)]]
+    running = [(1, 0.6), (2, 0.2), (3, 0.1)]
+    assert not median_rule(running, completed, Goal.MAXIMIZE, min_trials=3).stop
+    assert not median_rule(running, completed, Goal.MINIMIZE, min_trials=3).stop
+    assert median_rule([(3, 0.6)], completed, Goal.MINIMIZE, min_trials=3).stop
+
+
+def test_the_thresholds_are_inclusive() -> None:
+    """min_trials completed trials and a trial at min_steps are enough to decide."""
+    behind = [(1, 0.3), (2, 0.4)]
+    assert median_rule(behind, COMPLETED, Goal.MAXIMIZE, min_trials=3, min_steps=2).stop
+    assert not median_rule(behind, COMPLETED, Goal.MAXIMIZE, min_trials=3, min_steps=3).stop
+    assert not median_rule(behind, COMPLETED[:2], Goal.MAXIMIZE, min_trials=3).stop
+    assert median_rule(behind, COMPLETED[:1], Goal.MAXIMIZE, min_trials=0).stop
