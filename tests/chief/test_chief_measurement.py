@@ -34,7 +34,8 @@ EXPECTED = {
     ("last", "maximize"): 0.625,
     ("last", "minimize"): 0.625,
 }
-RULES = pytest.mark.parametrize(("measurement", "goal"), sorted(EXPECTED), ids="-".join)
+IDS = ["-".join(key) for key in sorted(EXPECTED)]
+RULES = pytest.mark.parametrize(("measurement", "goal"), sorted(EXPECTED), ids=IDS)
 
 
 def _study(name: str, metric: str, measurement: str, goal: str) -> str:
@@ -95,7 +96,7 @@ def _stored_value(storage: str, number: int) -> tuple[TrialState, float | None]:
     ("kt_stub", "expected"),
     sorted(EXPECTED.items()),
     indirect=["kt_stub"],
-    ids=["-".join(key) for key in sorted(EXPECTED)],
+    ids=IDS,
 )
 def test_keras_tuner_end_trial_without_a_score_takes_it_from_the_updates(
     kt_stub: tuple[svc_grpc.OracleStub, str], expected: float
