@@ -176,6 +176,13 @@ def _trial_row(trial: Trial, study: Study) -> dict[str, Any]:
         row[name] = trial.params.get(name)
     for name, value in trial.params.items():  # parameters outside the declared space
         row.setdefault(name, value)
+    rung = trial.fidelity
+    if study.config.fidelity is not None:  # a multi-fidelity study: each trial's budget
+        row["epochs"] = None if rung is None else rung.epochs
+        row["from_epoch"] = None if rung is None else rung.initial_epoch
+        row["bracket"] = None if rung is None else rung.bracket
+        row["rung"] = None if rung is None else rung.round
+        row["promoted_from"] = None if rung is None else rung.parent
     row["attempt"] = trial.attempt
     row["worker"] = trial.worker_id
     duration = (

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, Select
 from hpsearch.dashboard import analysis
 from hpsearch.errors import InvalidArgumentError, NotFoundError
 from hpsearch.records import TrialState
-from hpsearch.space import Goal, StudyConfig
+from hpsearch.space import Goal, Rung, StudyConfig
 from hpsearch.store.reads import Reads, count_trials, reads, trial_filter, trial_numbers
 
 #: A worker counts as alive when it was heard from this recently (or holds a live lease).
@@ -305,6 +305,7 @@ def trial_page(engine: Engine, name: str, query: TrialQuery) -> dict[str, Any]:
                 "completed_at": r.completed_at,
                 "duration": _duration(r.started_at, r.completed_at),
                 "failure_message": _shorten(r.failure_message),
+                "fidelity": (r.tags or {}).get(Rung.TAG),
             }
             for r in rows
         ],

@@ -271,7 +271,9 @@ class StudyMirror:
 def _observation(trial: Trial, params: Params) -> Observation:
     assert trial.value is not None
     rung = Rung.from_tags(trial.tags)
-    return Observation(params, trial.value, None if rung is None else rung.epochs)
+    if rung is None:
+        return Observation(params, trial.value)
+    return Observation(params, trial.value, rung.epochs, rung.initial_epoch)
 
 
 def log_trial(trial: Trial, study: str, *, event: str, attempt: int | None = None) -> None:

@@ -40,11 +40,13 @@ from hpsearch.space import Params, StudyConfig
 @dataclass(frozen=True, slots=True)
 class Observation:
     """A finished trial as the search sees it: its parameters and objective value, and in
-    a multi-fidelity study the epochs it was trained (None otherwise)."""
+    a multi-fidelity study the epochs it was trained to (``budget``; None otherwise) and
+    the epochs it started from (``initial_budget``: > 0 for a promoted trial)."""
 
     params: Params
     value: float
     budget: int | None = None
+    initial_budget: int = 0
 
 
 class Algorithm(ABC):

@@ -19,10 +19,11 @@ continuing from its parent's checkpoint (Keras Tuner's ``tuner/trial_id``).  Two
   waits for a rung to fill: a finished trial in the top ``1/factor`` of its rung is
   promoted as soon as a worker is free, else a new configuration starts at the bottom.
 - the **proposals** of new configurations (:class:`MultiFidelitySearch.suggest`): random
-  until some budget has ``initial_design_size`` results, then the GP
-  (:mod:`hpsearch.search.bayesian`) fitted on the results at the largest such budget,
-  with the trials in flight as its pending points (BOHB's choice of budget; the GP
-  replaces BOHB's TPE).  The oracle keeps a few of them ready, as for ``bayesian``.
+  until some budget has ``initial_design_size`` results of configurations that began
+  there, then the GP (:mod:`hpsearch.search.bayesian`) fitted on every result at the
+  largest such budget, with the trials in flight as its pending points (BOHB's choice of
+  budget, counting only unselected configurations; the GP replaces BOHB's TPE).  The
+  oracle keeps a few of them ready, as for ``bayesian``.
 
 Both are pure: no storage, threads or network.
 """
@@ -320,11 +321,18 @@ class MultiFidelitySearch(Algorithm):
     ) -> list[Params]:
         tried = {params_key(o.params) for o in completed} | {params_key(p) for p in pending}
         by_budget: dict[int, list[Observation]] = {}
+        started: dict[int, int] = {}  # budget -> results of configurations begun there
         for observation in completed:
             if observation.budget is not None:
                 by_budget.setdefault(observation.budget, []).append(observation)
+                if observation.initial_budget == 0:
+                    started[observation.budget] = started.get(observation.budget, 0) + 1
+        # A budget qualifies once enough configurations *began* there: the results of
+        # promoted trials alone are the winners of a lower rung, a sample clustered around
+        # the incumbent, on which the GP has no picture of the rest of the space (ASHA's
+        # upper rungs only ever hold promotions: it models its bottom rung).
         enough = initial_design_size(config.space)
-        ready = [b for b, results in by_budget.items() if len(results) >= enough]
+        ready = [b for b, count in started.items() if count >= enough]
         out: list[Params] = []
         if ready:
             level = by_budget[max(ready)]

@@ -74,6 +74,13 @@ def study_spec_to_vertex(config: StudyConfig, *, include_defaults: bool = False)
     ``HyperparameterTuningJob``.
     """
     algorithm = VERTEX_ALGORITHMS.get(config.algorithm)
+    if config.fidelity is not None:
+        raise InvalidArgumentError(
+            f"Vertex AI hyperparameter tuning jobs have no multi-fidelity search (no "
+            f"{config.algorithm}: every trial trains its full budget); run this study on "
+            "hpsearch chief with hpsearch workers, or set algorithm to bayesian (add "
+            "early_stopping: median to stop poor trials early) for Vertex AI"
+        )
     if algorithm is None:
         raise InvalidArgumentError(
             f"Vertex AI has no {config.algorithm!r} algorithm; set algorithm to one of "

@@ -138,6 +138,7 @@ class Reads:
             T.started_at,
             T.completed_at,
             T.failure_message,
+            T.tags,
         ).where(study, T.number.in_(bindparam("b_numbers", expanding=True)))
 
         # -- workers ----------------------------------------------------------------------

@@ -162,6 +162,10 @@ def test_every_parameter_kind_maps_to_its_vertex_spec(capsys: pytest.CaptureFixt
         ),
         ({"budget": {"max_trials": 5, "parallel_trials": 10}}, "parallel_trials"),
         ({"budget": {"max_trials": 5, "max_failed_trials": 0}}, "max_failed_trials"),
+        (
+            {"algorithm": "hyperband", "fidelity": {"max_epochs": 9}},
+            "Vertex AI hyperparameter tuning jobs have no multi-fidelity search",
+        ),
     ],
 )
 def test_a_study_vertex_cannot_express_is_a_clear_error(

@@ -51,6 +51,13 @@ function fmt(v) {
   return String(v);
 }
 
+// A multi-fidelity trial's budget: "1→3 (bracket 2, rung 1, from #4)".
+function fmtFidelity(f) {
+  if (!f) return "";
+  const from = f.parent === null || f.parent === undefined ? "" : `, from #${f.parent}`;
+  return `${f.initial_epoch}→${f.epochs} (bracket ${f.bracket}, rung ${f.round}${from})`;
+}
+
 function fmtDuration(s) {
   if (s === null || s === undefined) return "–";
   if (s < 60) return s.toFixed(1) + " s";
@@ -547,6 +554,7 @@ function studyView(main, name) {
                   { key: "state", label: "State", sort: "state" },
                   { key: "value", label: metric, sort: "value" }];
     for (const p of state.tableParams) cols.push({ key: "param:" + p, label: p, sort: "param:" + p });
+    if (state.multiFidelity) cols.push({ key: "fidelity", label: "Budget (epochs)" });
     cols.push({ key: "duration", label: "Duration", sort: "duration" },
               { key: "attempt", label: "Attempt", sort: "attempt" },
               { key: "worker_id", label: "Worker" },
@@ -582,8 +590,11 @@ function studyView(main, name) {
   async function refreshTable() {
     const d = await api(`/studies/${enc(name)}/trials?` + tableQuery());
     // The table's parameter columns come with its rows, so they always line up.
-    if (!table.querySelector("thead") || d.parameters.join("\n") !== state.tableParams.join("\n")) {
+    const multiFidelity = d.trials.some((t) => t.fidelity);
+    if (!table.querySelector("thead") || d.parameters.join("\n") !== state.tableParams.join("\n")
+        || multiFidelity !== !!state.multiFidelity) {
       state.tableParams = d.parameters;
+      state.multiFidelity = multiFidelity;
       renderTableHead();
     }
     const cols = columns();
@@ -596,6 +607,7 @@ function studyView(main, name) {
         if (c.key === "duration") return h("td", { className: "num" }, fmtDuration(t.duration));
         if (c.key === "started_at") return h("td", {}, fmtTime(t.started_at));
         if (c.key === "failure_message") return h("td", { className: "wrap" }, t.failure_message || "");
+        if (c.key === "fidelity") return h("td", { className: "fidelity" }, fmtFidelity(t.fidelity));
         return h("td", { className: typeof t[c.key] === "number" ? "num" : "" }, fmt(t[c.key]));
       })));
     let body = table.querySelector("tbody");
