@@ -3,7 +3,8 @@
 Reads --x (and any other flags), reports ``score`` with cloudml-hypertune once per step,
 checkpoints its step in AIP_CHECKPOINT_DIR and resumes from it.  FAKE_TRIAL_MODE picks a
 misbehaviour: ok (default), fail, nometric, nan, slow (sleeps between steps), bad (slow, and
-reports a poor value, for early stopping).
+reports a poor value, for early stopping), peak (its values rise, peak at step 2, then fall:
+the best and the last report differ).
 FAKE_TRIAL_STEPS sets the number of steps (default 3).
 """
 
@@ -48,6 +49,8 @@ for step in range(start + 1, steps + 1):
     value = float("nan") if mode == "nan" else -((args.x - 0.3) ** 2) + step * 0.01
     if mode == "bad":
         value = -10.0
+    if mode == "peak":
+        value = -((args.x - 0.3) ** 2) + (0.01, 0.03, 0.02)[(step - 1) % 3]
     if mode != "nometric":
         reporter.report_hyperparameter_tuning_metric("score", value, global_step=step)
     checkpoint.write_text(json.dumps({"step": step}))

@@ -62,15 +62,24 @@ def test_worker_runs_a_study_to_its_budget(chief: Chief, client: Client, tmp_pat
         assert run["argv"] == [f"--x={x!r}"]
 
 
-def test_measurement_last_takes_the_last_report(
-    chief: Chief, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("measurement", "bonus"), [("last", 0.02), ("best", 0.03)])
+def test_measurement_selects_the_last_or_the_best_report(
+    chief: Chief,
+    client: Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    measurement: str,
+    bonus: float,
 ) -> None:
-    study = make_study(client, "last", max_trials=1, measurement="last")
+    """The trial's reports peak mid-run (bonus 0.01, 0.03, 0.02 by step): the last is not
+    the best, so each rule gives its own value."""
+    monkeypatch.setenv("FAKE_TRIAL_MODE", "peak")
+    study = make_study(client, measurement, max_trials=1, measurement=measurement)
     Worker(_options(chief, study, tmp_path), client).run()
     assert chief.store is not None
     (trial,) = chief.store.list_trials(study)
     x = float(trial.params["x"])
-    assert trial.value == pytest.approx(-((x - 0.3) ** 2) + 0.03)
+    assert trial.value == pytest.approx(-((x - 0.3) ** 2) + bonus, abs=1e-9)
 
 
 @pytest.mark.parametrize(
