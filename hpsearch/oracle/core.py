@@ -334,6 +334,18 @@ class Oracle:
                 return []  # handed out by this chief and nothing reported yet
         return [m for m in self.store.list_measurements(study, number) if m.attempt == attempt]
 
+    def refill(self, study: str) -> bool:
+        """Compute the study's next suggestions now, on this thread, if its buffer needs
+        them; True when it did.  For a program that drives the oracle without starting
+        its threads (a simulation, a single-threaded loop); the suggester thread does this
+        otherwise."""
+        mirror = self._mirror(study)
+        with mirror.cond:
+            needed = mirror.needs_suggestions()
+        if needed:
+            self._suggester.refill(mirror)
+        return needed
+
     def sweep(self) -> list[Trial]:
         """Expire lapsed leases now (the sweeper thread calls this every second)."""
         changed = self.store.expire_leases()
