@@ -133,6 +133,11 @@ def _waiting_on_locks(store: Store) -> int:
         )
 
 
+def _queued(store: Store) -> int:
+    """Writes waiting in the store's group commit for a leader (only to wait on)."""
+    return len(store._writes._queue)
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("fenced", [False, True])
 @pytest.mark.parametrize("stale", [False, True])
@@ -178,7 +183,10 @@ def test_a_group_of_trial_writes_is_one_batch_on_postgres(
             writers = [threading.Thread(target=write, args=(k,)) for k in range(6)]
             for thread in writers:
                 thread.start()
-            time.sleep(1.0)  # all six queue behind the leader
+            deadline = time.monotonic() + 30
+            while _queued(store) < 6:  # all six queue behind the leader
+                assert time.monotonic() < deadline, f"{_queued(store)} writes queued"
+                time.sleep(0.02)
             blocker.rollback()
             for thread in [leader, *writers]:
                 thread.join(10)

@@ -170,7 +170,7 @@ def test_a_kept_write_connection_goes_back_to_the_pool_when_old(storage_url: str
     from hpsearch.store.transactions import WriteConnections
 
     engine = make_engine(storage_url)
-    kept = WriteConnections(engine, keep=1, max_age=0.3)
+    kept = WriteConnections(engine, keep=1, max_age=3.0)  # "young" with a 3 s margin
 
     def one(conn: Connection) -> int:
         return int(conn.execute(text("SELECT 1")).scalar_one())
@@ -180,7 +180,7 @@ def test_a_kept_write_connection_goes_back_to_the_pool_when_old(storage_url: str
             pass
         with kept.connection() as again:
             assert again is first  # young: kept between transactions
-        time.sleep(0.4)
+        time.sleep(3.1)
         with kept.connection() as fresh:
             assert fresh is not first and first.closed
         assert run_transaction(engine, one, write=True, connections=kept) == 1
