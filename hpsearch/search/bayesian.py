@@ -13,16 +13,14 @@ One call to :func:`suggest_bayesian`:
    the mean of the warped objective, so that far from every trial the model expects a
    poor value rather than an average one.  With a zero (average) prior mean, EI keeps
    paying for the variance of untried corners and edges, and the model extrapolates a
-   slope past the last trials onto the boundary: measured on Branin, 4 of 10 seeds
-   stalled on the edge x1 = 10 at f = 1.94 (optimum 0.398) for 40 trials, and on
-   Hartmann-6 the seeds that found the global mode stopped 1e-4 to 1e-3 short of it.
-   Measured (benchmarks/search_quality.py; 20 Hartmann-6, 10 Branin and 10 mixed seeds,
-   sequential and 8 in flight): offsets 0.25, 0.5, 1.0, 1.5, 2.0, 2.5 and the observed
-   minimum.  0.5 still lets a Branin seed stall; from 1.0 none does and both problems
-   end 2-10x closer to their optima; but a pessimistic mean starves the less tried
-   values of a categorical (3 of 10 mixed-space seeds at 1.5 never left the wrong
-   optimiser) unless the GP's signal variance is kept at least 1 (see
-   :mod:`hpsearch.search.gp`): 1.5 with that bound had no stalled or starved seed.
+   slope past the last trials onto the boundary: some runs stall on an edge, and runs
+   that find the global mode stop short of it.  A small offset still lets runs stall; a
+   larger one stops the stalls and ends runs closer to their optima, but a pessimistic
+   mean starves the less tried values of a categorical unless the GP's signal variance
+   is kept at least 1 (see :mod:`hpsearch.search.gp`).  1.5 with that bound is the
+   offset that neither stalled nor starved a run (measured:
+   benchmarks/results/design_figures.md, "A pessimistic GP prior mean, with the signal
+   variance at least 1").
 3. Pending trials and the points already chosen in this call enter the GP as
    *kriging-believer* fantasies: observed, noise-free, at the posterior mean with the
    hyperparameters held fixed (a believed value above the incumbent becomes the
@@ -36,15 +34,15 @@ One call to :func:`suggest_bayesian`:
    once the GP is confident, EI right next to a believed point can still win, and two
    trials 1e-4 apart teach nothing.
 
-Caps that keep one suggestion under ~100 ms at 500 trials x 10 parameters (one core):
-the posterior conditions on at most ``MAX_TRAIN`` (256) finished trials -- the best
-quarter, the most recent quarter and an evenly spaced half of the rest -- and the
-hyperparameters are fitted on at most ``MAX_FIT`` (100) of those (the best half and an
-evenly spaced half) with at most ``FIT_ITERATIONS`` L-BFGS-B steps (a second start
-only below ``gp.MULTI_START_MAX_POINTS`` = 80 points); the acquisition's random pool
-(``acquisition.N_RANDOM`` = 2048) shrinks in proportion past 100 training points, to
-512 at the least.  Measured: ~90 ms median on a busy shared core (see
-benchmarks/results/search_quality.md).
+Caps that bound the cost of one suggestion as a study grows, so that a long study still
+meets the latency target on one core: the posterior conditions on at most ``MAX_TRAIN``
+(256) finished trials -- the best quarter, the most recent quarter and an evenly spaced
+half of the rest -- and the hyperparameters are fitted on at most ``MAX_FIT`` (100) of
+those (the best half and an evenly spaced half) with at most ``FIT_ITERATIONS``
+L-BFGS-B steps (a second start only below ``gp.MULTI_START_MAX_POINTS`` = 80 points);
+the acquisition's random pool (``acquisition.N_RANDOM`` = 2048) shrinks in proportion
+past 100 training points, to 512 at the least (target and measurement:
+benchmarks/results/design_figures.md, "Caps on the cost of one Bayesian suggestion").
 """
 
 from __future__ import annotations

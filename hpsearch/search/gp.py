@@ -7,14 +7,16 @@ analytic gradients, under these priors (all in log space):
 
 * length scale ``l`` (inputs in the unit cube): LogNormal(0, 1), i.e. a median of one
   side of the cube, within [0.14, 7.4] at two standard deviations (close to Optuna's
-  GPSampler prior).  We measured the dimension-scaled prior of Hvarfner et al. (2024),
-  LogNormal(sqrt(2) + log(d)/2, sqrt(3)), on the benchmark: at 60 evaluations over 2 to
-  6 parameters its long length scales stall in Hartmann-6's second-best mode;
+  GPSampler prior), not the dimension-scaled prior of Hvarfner et al. (2024),
+  LogNormal(sqrt(2) + log(d)/2, sqrt(3)): on short searches over a few parameters its
+  long length scales stall in Hartmann-6's second-best mode (measured:
+  benchmarks/results/design_figures.md, "Length-scale prior LogNormal(0, 1)");
 * signal variance: LogNormal(0, 1) (outputs are standardised), at least 1: the prior
   is never surer than the spread of the observed values.  With the pessimistic prior
-  mean of :mod:`hpsearch.search.bayesian` a smaller variance (fits of 0.4 were common)
-  made every untried region hopeless under EI: on the benchmark's mixed space 3 of 10
-  seeds never left the first optimiser that worked (0 of 10 with the bound);
+  mean of :mod:`hpsearch.search.bayesian` a smaller fitted variance made every untried
+  region hopeless under EI, so some runs on a mixed space never left the first
+  optimiser that worked (measured: benchmarks/results/design_figures.md, "A
+  pessimistic GP prior mean, with the signal variance at least 1");
 * noise variance: LogNormal(log 1e-4, 2), floor 1e-6: near-deterministic objectives
   are interpolated, noisy ones raise it.
 

@@ -66,7 +66,8 @@ def suggest_optuna(
         # Optuna's CMA-ES keeps its state in the trials it sampled itself; the history here
         # is re-added as plain trials on every call, so warm-start each call from it
         # (WS-CMA-ES: ``source_trials``, from 10 completed trials) rather than restart from
-        # the centre, which measured worse than random search on Branin.
+        # the centre on every call, which searched worse than random search (measured:
+        # benchmarks/results/design_figures.md, "CMA-ES warm-started from the history").
         # Only where CMA-ES itself models every parameter (numbers, no conditions): Optuna
         # refuses source trials with others ("No compatible source_trials").
         numeric = all(

@@ -76,10 +76,10 @@ MAX_LEASE_SECONDS = 7 * 86400.0
 #: Write transactions (groups of concurrent writes) in flight at once on PostgreSQL.  A
 #: group's statements go in one round trip with its BEGIN (driver.Batch), so a group takes
 #: two round trips whatever its size, and one leader makes the largest groups: each pays
-#: its BEGIN, fence and COMMIT once for more writes.  Measured with 16 stock-protocol
-#: workers, the chief on one core: 1 leader 0.77 ms CPU per trial and 1,240 trials/s,
-#: 2 leaders 0.88 ms and 1,118 (before batches, 2 leaders beat 1: a group then took a
-#: round trip per write, so larger groups were slower).
+#: its BEGIN, fence and COMMIT once for more writes.  Before batches two leaders beat
+#: one, because a group then took a round trip per write and larger groups were slower;
+#: with batches one leader serves more trials per second at less CPU per trial (measured:
+#: benchmarks/results/design_figures.md, "One group-commit leader on PostgreSQL").
 POSTGRES_WRITE_GROUPS = 1
 
 R = TypeVar("R")

@@ -232,10 +232,12 @@ def process_write_lock(engine: Engine) -> AbstractContextManager[Any] | None:
 
     SQLite has one writer at a time anyway.  Threads that queue on a Python lock are
     handed the database as soon as it is free; threads that queue in SQLite's busy
-    handler poll it with sleeps of up to 100 ms, which caps 32 threads at a fraction of
-    one thread's rate.  Other processes still wait in the busy handler.  PostgreSQL
-    locks rows, not the database: no lock there.  An in-memory SQLite database is one
-    shared connection, so there every transaction, reads included, takes the lock.
+    handler poll it with sleeps of up to 100 ms, so many threads together write more
+    slowly than one alone (measured: benchmarks/results/design_figures.md, "A process
+    write lock for SQLite").  Other processes still wait in the busy handler.
+    PostgreSQL locks rows, not the database: no lock there.  An in-memory SQLite
+    database is one shared connection, so there every transaction, reads included,
+    takes the lock.
     """
     return threading.Lock() if engine.dialect.name == "sqlite" else None
 

@@ -71,8 +71,9 @@ class Reads:
         self.study_stats = store.study_stats
         #: The store's: (study id, state, count) of study ``b_study``.
         self.study_counts = store.count
-        # Not the store's ``best``: on PostgreSQL its ORDER BY the goal's CASE takes twice
-        # as long at 10,000 trials (2 ms more) as a plain ORDER BY value with the goal known.
+        # Not the store's ``best``: on PostgreSQL its ORDER BY the goal's CASE is slower on
+        # a large study than a plain ORDER BY value with the goal known (measured:
+        # benchmarks/results/design_figures.md, "Dashboard best trial: a plain ORDER BY").
         best = select(T.number, T.value, T.params).where(*completed).limit(1)
         self.highest_value = best.order_by(T.value.desc(), T.number)
         self.lowest_value = best.order_by(T.value.asc(), T.number)

@@ -72,8 +72,9 @@ def running_attempt_guard(join_study: bool = False) -> list[ColumnElement[bool]]
     the study id unknown at plan time, PostgreSQL's (generic, prepared) plan picked
     ``ix_trials_state_lease`` for ``state='RUNNING' AND lease_expires_at > now`` and walked
     the index entries every recently finished trial left there until vacuum, so each
-    report got slower as a busy study grew (p50 of a no-op trial 5 -> 13 ms at 10,000
-    trials).  Joined, the plan is the unique (study_id, number) index: one row.
+    report got slower as a busy study grew (measured: benchmarks/results/design_figures.md,
+    "Running-attempt guard joins the study by name on PostgreSQL").  Joined, the plan is
+    the unique (study_id, number) index: one row.
     """
     if join_study:
         study = [T.study_id == S.id, S.name == bindparam("b_study", type_=String)]
