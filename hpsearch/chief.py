@@ -111,11 +111,11 @@ def settle_garbage_collector(young: int = 10_000) -> None:
     """Tune the garbage collector for a long-running server, once it has started.
 
     What start-up loaded (modules, the proto descriptors, SQLAlchemy's and NumPy's
-    objects: about 100,000 of them) lives until the process exits; frozen, the full
-    collections stop scanning it.  Every RPC allocates a few hundred short-lived objects;
-    a larger young generation collects them in fewer, equally cheap passes.  Measured on
-    the trial path: the collector's cost per trial falls from ~80 to ~35 us.  Only for
-    the process ``hpsearch chief`` runs (it changes process-wide settings).
+    objects) lives until the process exits; frozen, the full collections stop scanning
+    it.  Every RPC allocates short-lived objects; a larger young generation collects them
+    in fewer, equally cheap passes, so the collector costs each trial less (measured:
+    benchmarks/results/design_figures.md, "Garbage collector settings for the chief").
+    Only for the process ``hpsearch chief`` runs (it changes process-wide settings).
     """
     gc.collect()
     gc.freeze()
