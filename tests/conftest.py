@@ -16,7 +16,13 @@
 test).  ``chief`` is an in-process chief on a free port over ``chief_storage`` (which is
 ``storage_url``; a test package may override it), ``client`` a Client connected to it.
 ``sqlite_url`` and ``postgres_url`` give one back end only (``module_postgres_url``: one
-schema for a whole module).
+schema for a whole module); a test that uses either gets the ``postgres`` marker even if it
+does not say so.
+
+Under ``CI=true`` (``.ci/run`` sets it) a skipped test fails instead: CI installs every
+service and tool the suite needs (PostgreSQL, Chromium, TensorFlow, kubectl, hadolint...),
+so a skip there means one of them went missing.  A test that may rightly skip in CI says
+so with ``@pytest.mark.ci_may_skip("why")``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,40 @@ import pytest
 from hpsearch.store import Store
 
 POSTGRES_ENV = "HPSEARCH_TEST_POSTGRES_URL"
+POSTGRES_FIXTURES = {"postgres_url", "module_postgres_url"}
+
+
+def in_ci() -> bool:
+    """Whether the suite runs under CI (``CI=true``, as .ci/run and most CI services set)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses PostgreSQL ``postgres``, whether or not it says so."""
+    for item in items:
+        if POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI, a skip is a failure that names the missing service or tool."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
+        return
+    if item.get_closest_marker("ci_may_skip") is not None:
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    report.outcome = "failed"
+    report.longrepr = (
+        f"skipped under CI=true: {reason}\n"
+        "CI must run every test: install what the reason names (.ci/run sets up PostgreSQL "
+        "and Chromium and installs '.[all]'), or mark the test "
+        '@pytest.mark.ci_may_skip("why") if it may rightly skip there'
+    )
 
 
 def _postgres_base_url() -> str:

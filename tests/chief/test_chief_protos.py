@@ -21,9 +21,15 @@ def _installed_descriptor(name: str) -> descriptor_pb2.FileDescriptorProto:
     spec = importlib.util.find_spec("keras_tuner")
     if spec is None or spec.origin is None:
         pytest.skip("keras-tuner is not installed (pip install 'hpsearch[tf]')")
-    path = Path(spec.origin).parent / "src" / "protos" / "v4" / f"{name}_pb2.py"
+    package = Path(spec.origin).parent
+    path = package / "src" / "protos" / "v4" / f"{name}_pb2.py"
     if not path.exists():
-        pytest.skip(f"keras-tuner has no generated module at {path}")
+        # keras-tuner is installed, so a moved module must not turn the check into a skip.
+        found = sorted(str(p.relative_to(package)) for p in package.rglob(f"{name}_pb2.py"))
+        pytest.fail(
+            f"keras-tuner is installed but has no generated module at {path} (found: "
+            f"{found or 'none'}); point this test at where its {name}_pb2.py moved"
+        )
     match = re.search(r"AddSerializedFile\(\s*(b'.*?')\s*\)", path.read_text(), re.S)
     assert match, f"no serialized descriptor in {path}"
     return descriptor_pb2.FileDescriptorProto.FromString(ast.literal_eval(match.group(1)))

@@ -131,6 +131,7 @@ def test_a_dropped_postgres_connection_is_replaced(postgres_url: str) -> None:
         assert store.get_study(name).name == name
 
 
+@pytest.mark.postgres
 def test_a_kept_write_connection_ended_by_the_server_is_replaced(postgres_url: str) -> None:
     """Writers keep their connection between transactions: when the server ends it (a
     restart, an idle timeout), the next write fails on it, runs again on a new one, and

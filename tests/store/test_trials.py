@@ -473,6 +473,7 @@ def test_a_trial_number_out_of_range_is_invalid_argument(store: Store, number: i
     assert store.get_trial(study, trial.number).state is TrialState.RUNNING
 
 
+@pytest.mark.postgres
 def test_a_nul_character_is_invalid_on_postgresql_and_stores_nothing(postgres_url: str) -> None:
     """PostgreSQL cannot hold a NUL in a text: the caller gets InvalidArgumentError saying
     so (gRPC INVALID_ARGUMENT), not a storage failure, and the trial is left as it was.
