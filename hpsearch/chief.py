@@ -27,12 +27,18 @@ from hpsearch.service import Server, build_server
 from hpsearch.space import load_study
 from hpsearch.store.api import DEFAULT_URL, Store
 from hpsearch.store.engine import safe_url
-from hpsearch.store.fencing import ChiefLease, ChiefLeaseLostError
+from hpsearch.store.fencing import ChiefLease, ChiefLeaseHeldError, ChiefLeaseLostError
 
 logger = logging.getLogger(__name__)
 
 #: How long the chief's fencing lease lasts; it is renewed every third of that.
 DEFAULT_CHIEF_LEASE_SECONDS = 30.0
+#: A waiting chief tries again this long after the holder's lease was due to expire.
+_LEASE_WAIT_MARGIN = 0.05
+
+
+class StoppedWhileWaitingError(HpsearchError):
+    """The chief was asked to stop (``Chief.done``) while it waited for the chief lease."""
 
 
 def run_chief(
@@ -48,6 +54,7 @@ def run_chief(
     keras_tuner_port: int | None = None,
     chief_lease_seconds: float = DEFAULT_CHIEF_LEASE_SECONDS,
     takeover: bool = False,
+    wait_for_lease: bool = True,
     dashboard_port: int | None = None,
     exit_when_done: bool = False,
 ) -> None:
@@ -59,8 +66,10 @@ def run_chief(
 
     ``study`` is a study file (created, or resumed when a study of that name exists) or the
     name of an existing study: it is the study stock Keras Tuner workers get.  See
-    :class:`Chief` for the other options.  Raises ChiefLeaseHeldError when another chief
-    serves the database, ChiefLeaseLostError when this one was fenced while serving.
+    :class:`Chief` for the other options.  ``wait_for_lease`` (the default here): a chief
+    restarted after a crash waits for the dead chief's lease to expire, then serves; False
+    raises ChiefLeaseHeldError at once.  Raises ChiefLeaseLostError when this chief was
+    fenced while serving.  A signal while it waits returns without serving.
     """
     chief = Chief(
         storage,
@@ -73,6 +82,7 @@ def run_chief(
         keras_tuner_port=keras_tuner_port,
         chief_lease_seconds=chief_lease_seconds,
         takeover=takeover,
+        wait_for_lease=wait_for_lease,
         fit_process=True,  # the command's entry points guard __main__
     )
     stop = chief.done
@@ -84,7 +94,11 @@ def run_chief(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     dashboard = None
     try:
-        chief.start()
+        try:
+            chief.start()
+        except StoppedWhileWaitingError:
+            logger.info("chief stopped while waiting for the chief lease")
+            return
         if dashboard_port is not None:
             from hpsearch.dashboard import serve_dashboard
 
@@ -129,7 +143,11 @@ class Chief:
     At start the chief takes the store's fencing lease (``chief_lease_seconds`` long, on the
     database clock) and renews it every third of that; a second chief on the same store
     refuses to start (ChiefLeaseHeldError) unless ``takeover`` fences the first, which
-    stops serving on its next renewal (``done`` is set, ``lost_lease`` says why).
+    stops serving on its next renewal (``done`` is set, ``lost_lease`` says why), or
+    ``wait_for_lease`` makes it wait: a dead chief's lease expires within
+    ``chief_lease_seconds`` of its last renewal and the waiting chief then serves, while a
+    live chief keeps renewing and the waiting one stands by (``done`` ends the wait with
+    StoppedWhileWaitingError).  ``hpsearch chief`` waits; this object refuses by default.
 
     ``security`` (:class:`hpsearch.security.ServerSecurity`): TLS, mutual TLS and a bearer
     token.  ``health_port``: gRPC health alone, plaintext, no token (kubelet probes).
@@ -155,9 +173,11 @@ class Chief:
         keras_tuner_port: int | None = None,
         chief_lease_seconds: float = DEFAULT_CHIEF_LEASE_SECONDS,
         takeover: bool = False,
+        wait_for_lease: bool = False,
         fit_process: bool = False,
     ) -> None:
         self.storage = storage
+        self.wait_for_lease = wait_for_lease
         self.fit_process = fit_process
         self.security = security or ServerSecurity()
         self.health_port = health_port
@@ -200,9 +220,7 @@ class Chief:
 
         self.store = SqlStore(self.storage)
         try:
-            self.lease = self.store.acquire_chief_lease(
-                self.holder, self.chief_lease_seconds, takeover=self.takeover
-            )
+            self.lease = self._take_lease(self.store)
             # Every write checks the lease in its own transaction: once fenced, none lands,
             # and the first refused one makes the renewer find out and stop serving.
             self.store.fence_writes(self.lease, on_lost=self._check_lease.set)
@@ -267,6 +285,36 @@ class Chief:
             safe_url(self.storage),
         )
         return self
+
+    def _take_lease(self, store: Store) -> ChiefLease:
+        """The chief lease, at once or, with ``wait_for_lease``, once its holder's lapses.
+
+        Each try reads the holder's expiry on the database clock and sleeps until then: a
+        dead chief's lease has expired by the next try, a live chief's was renewed (this
+        chief then stands by, logging each new holder once)."""
+        seen: tuple[str, int] | None = None
+        while True:
+            try:
+                return store.acquire_chief_lease(
+                    self.holder, self.chief_lease_seconds, takeover=self.takeover
+                )
+            except ChiefLeaseHeldError as held:
+                if not self.wait_for_lease or held.lease is None:
+                    raise
+                holder = (held.lease.holder, held.lease.epoch)
+                if holder != seen:
+                    logger.warning(
+                        "waiting for the chief lease: held by holder=%s epoch=%d; it "
+                        "expires in %.1fs unless that chief is alive and renews it "
+                        "(--no-wait-for-lease refuses instead, --takeover fences it)",
+                        *holder,
+                        held.seconds_left,
+                    )
+                    seen = holder
+                if self.done.wait(held.seconds_left + _LEASE_WAIT_MARGIN):
+                    raise StoppedWhileWaitingError(
+                        "the chief was stopped while waiting for the chief lease"
+                    ) from None
 
     def _renew_lease(self) -> None:
         """Renew the chief lease every third of its duration; stop serving once it is lost

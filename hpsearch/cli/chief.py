@@ -131,6 +131,15 @@ def add_chief_arguments(parser: argparse.ArgumentParser) -> None:
         help="start even if another chief holds the database: fence it (it stops serving "
         "on its next lease renewal)",
     )
+    security.add_argument(
+        "--wait-for-lease",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="when another chief holds the database, wait for its lease to expire (a "
+        "crashed chief's does within --chief-lease-seconds; a live chief renews it and this "
+        "one stands by), then serve (default); --no-wait-for-lease exits with status 2 at "
+        "once instead",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -159,6 +168,7 @@ def _chief_options(args: argparse.Namespace) -> dict[str, Any]:
         "keras_tuner_port": args.keras_tuner_port,
         "chief_lease_seconds": args.chief_lease_seconds,
         "takeover": args.takeover,
+        "wait_for_lease": args.wait_for_lease,
         "dashboard_port": args.dashboard_port,
         "exit_when_done": args.exit_when_done,
     }

@@ -9,8 +9,12 @@ RPC threads need.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -80,19 +84,29 @@ class Suggester:
             known = len(mirror.history)
             pending = list(mirror.pending_params.values()) + mirror.in_flight + kept
             version = mirror.space_version
+            replay = mirror.replay_inputs() if mirror.exact_replay else None
             mirror.dirty = False
+        # Exact replay (see StudyMirror.exact_replay): a generator of the seed and the
+        # inputs, not the study's running one, whose draws depend on how many fits ran.
+        rng = (
+            mirror.rng
+            if replay is None
+            else np.random.default_rng([config.seed or 0, known, len(pending)])
+        )
         started = time.perf_counter()
         if self._fits is not None and mirror.algorithm.model_based:
-            proposals, mirror.rng = self._fits.suggest(
-                config, history, pending, n, mirror.rng, state
-            )
+            proposals, rng = self._fits.suggest(config, history, pending, n, rng, state)
         else:
-            proposals = search.suggest(config, history, pending, n, mirror.rng, state)
+            proposals = search.suggest(config, history, pending, n, rng, state)
+        if replay is None:
+            mirror.rng = rng
         elapsed = time.perf_counter() - started
         valid = [config.space.validate(p) for p in proposals]
         with mirror.cond:
             if mirror.space_version != version:
                 return  # the space changed while computing: these are stale
+            if replay is not None and mirror.replay_inputs() != replay:
+                return  # a trial ended or a retry started meanwhile: computed again
             # Trials handed out while this ran were not in ``pending``: a deterministic
             # design (a Sobol point) could propose one of them again.
             taken = mirror.taken_since(known)
@@ -146,6 +160,10 @@ class FitProcess:
     RPC by a few lock hand-overs.  One child process (``spawn``: the chief runs gRPC
     threads, which must not be forked) runs them instead; it starts at the first fit.  If
     it dies, the fit runs in-thread once and the next one starts a new child.
+
+    The child dies with the chief (:func:`die_with_parent`), even a chief killed with
+    SIGKILL, so a crashed chief leaves no process behind: multiprocessing's resource tracker,
+    the chief's other child, then sees its pipe close and exits too.
     """
 
     def __init__(self) -> None:
@@ -165,7 +183,10 @@ class FitProcess:
         with self._lock:
             if self._pool is None and not self._disabled:
                 self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=die_with_parent,
+                    initargs=(os.getpid(),),
                 )
             pool = self._pool
         if pool is not None:
@@ -198,4 +219,21 @@ class FitProcess:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-__all__ = ["FitProcess", "Suggester", "suggest_remote"]
+def die_with_parent(parent_pid: int) -> None:
+    """In a child process (Linux): be sent SIGKILL when the parent dies, and exit now if it
+    already has (the child was then adopted by another process).
+
+    The kernel sends the signal when the thread that started the child ends: the fit
+    process is started by the suggester thread, which lives as long as the oracle (were
+    another thread to start it and end first, the child dies and the next fit starts a new
+    one, as after any death of the fit process).
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+__all__ = ["FitProcess", "Suggester", "die_with_parent", "suggest_remote"]

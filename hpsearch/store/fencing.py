@@ -43,7 +43,19 @@ _T: Table = ChiefLeaseRow.__table__  # type: ignore[assignment]
 
 
 class ChiefLeaseHeldError(FailedPreconditionError):
-    """Another chief holds the lease of this database and it has not expired."""
+    """Another chief holds the lease of this database and it has not expired.
+
+    ``lease`` is that chief's lease as read, ``seconds_left`` its time left on the database
+    clock then: a chief that waits for it (:class:`hpsearch.chief.Chief`) tries again after
+    that long, and finds the lease expired or, if its holder is alive, renewed.
+    """
+
+    def __init__(
+        self, message: str, lease: ChiefLease | None = None, seconds_left: float = 0.0
+    ) -> None:
+        super().__init__(message)
+        self.lease = lease
+        self.seconds_left = seconds_left
 
 
 class ChiefLeaseLostError(FailedPreconditionError):
@@ -80,11 +92,13 @@ def acquire(conn: Connection, holder: str, lease_seconds: float, *, takeover: bo
         .with_for_update()
     ).one()
     if row.holder and row.holder != holder and row.expires_at > row.now and not takeover:
-        left = row.expires_at - row.now
+        left = float(row.expires_at - row.now)
         raise ChiefLeaseHeldError(
             f"another chief ({row.holder}, epoch {row.epoch}) serves this database; its lease "
             f"expires at {_utc(row.expires_at)} (in {left:.0f}s) unless it renews it. Stop "
-            "that chief first, or pass --takeover to fence it (it stops on its next renewal)"
+            "that chief first, or pass --takeover to fence it (it stops on its next renewal)",
+            ChiefLease(str(row.holder), int(row.epoch), float(row.expires_at)),
+            left,
         )
     epoch = int(row.epoch) + 1
     expires_at = conn.execute(

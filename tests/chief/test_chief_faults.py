@@ -1,8 +1,13 @@
-"""Faults against a chief subprocess: SIGKILL and restart mid-study, a worker process killed
-mid-trial.  Each test ends by reading the final trials table from SQL."""
+"""Faults against a chief subprocess: SIGKILL and restart mid-study (with --takeover, and
+waiting for the dead chief's lease as a supervisor's restart does), no process left behind by
+a killed chief, a worker process killed mid-trial.  Each test ends by reading the final
+trials table from SQL."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +20,8 @@ from hpsearch.client import Client
 from hpsearch.errors import StaleAttemptError
 from hpsearch.records import AttemptState, TrialState
 
-from .conftest import REPO, ChiefProcess, study_yaml
+from . import faultkit
+from .conftest import REPO, ChiefProcess, free_port, study_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -149,3 +155,105 @@ def test_sigterm_stops_the_chief_gracefully(chief_process: ChiefProcess, tmp_pat
     chief_process.start()
     assert chief_process.terminate() == 0
     assert "chief stopped" in chief_process.log.read_text()
+
+
+LEASE = 3.0  # the chief lease of these tests: a crashed chief's expires within 3 s
+
+
+def test_a_restarted_chief_waits_for_the_crashed_chiefs_lease_then_serves(
+    chief_storage: str, tmp_path: Path
+) -> None:
+    """The same command, no --takeover, no human: while the first chief lives the second
+    stands by (not serving, not exiting); once the first is SIGKILLed the second serves
+    within the lease (its last renewal was at most a third of it before the kill)."""
+    study_file = tmp_path / "standby.yaml"
+    study_file.write_text(study_yaml("standby", budget="{max_trials: 6, parallel_trials: 2}"))
+    args = ("--chief-lease-seconds", str(LEASE), "--hold-seconds", "1", "--study", str(study_file))
+    port = free_port()
+    first = faultkit.Chief(chief_storage, port, tmp_path / "first.log", *args)
+    first.start()
+    with Client(first.address, timeout=3.0, wait_seconds=1.0, retry_seconds=60) as c:
+        done = c.ask("standby", "w0")[0]
+        c.tell("standby", done.number, done.attempt, value=1.0)
+        held = c.ask("standby", "w1")[0]  # left RUNNING by the crash
+
+    second = faultkit.Chief(chief_storage, port, tmp_path / "second.log", *args)
+    proc = second.spawn()
+    try:
+        time.sleep(2.5 * LEASE)  # several renewals of the live chief's lease
+        assert proc.poll() is None, f"the standby chief exited: {second.tail()}"
+        assert faultkit.serving(first.address), "the live chief stopped serving"
+        log = second.log.read_text()
+        assert log.count(faultkit.WAITING_LINE) == 1, log
+        assert re.search(r"expires in \d+\.\ds", log), log
+
+        first.kill()
+        killed = time.monotonic()
+        second.wait_serving(LEASE + 5, proc)
+        took = time.monotonic() - killed
+        assert took <= LEASE + 1.0, f"serving {took:.1f}s after the kill"
+        with Client(second.address, timeout=3.0, wait_seconds=1.0, retry_seconds=10) as c:
+            c.heartbeat("standby", held.number, held.attempt)  # its lease is still good
+            c.tell("standby", held.number, held.attempt, value=2.0)
+            while trials := c.ask("standby", "w0", timeout=10):
+                c.tell("standby", trials[0].number, trials[0].attempt, value=3.0)
+        with _open_store(chief_storage) as store:
+            trials = store.list_trials("standby")
+            lease = store.chief_lease()
+        assert [(t.number, t.state) for t in trials] == [
+            (n, TrialState.COMPLETED) for n in range(6)
+        ]
+        assert (
+            lease is not None and lease.epoch == 2 and lease.holder.split(":")[1] == str(proc.pid)
+        )
+    finally:
+        second.kill()
+        first.kill()
+
+
+def test_a_chief_told_not_to_wait_refuses_at_once(chief_storage: str, tmp_path: Path) -> None:
+    port = free_port()
+    first = faultkit.Chief(chief_storage, port, tmp_path / "first.log")
+    first.start()
+    try:
+        refused = subprocess.run(
+            [*first.command, "--no-wait-for-lease", "--port", str(free_port())],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert "another chief" in refused.stderr and "--takeover" in refused.stderr
+        assert faultkit.WAITING_LINE not in refused.stderr
+    finally:
+        first.kill()
+
+
+def test_a_killed_chief_leaves_no_process_behind(sqlite_url: str, tmp_path: Path) -> None:
+    """After a Bayesian suggestion the chief has two children, its fit process and
+    multiprocessing's resource tracker; SIGKILL of the chief ends both (checked by pid)."""
+    study_file = tmp_path / "bayes.yaml"
+    study_file.write_text(study_yaml("bayes", algorithm="bayesian"))
+    chief = faultkit.Chief(
+        sqlite_url, free_port(), tmp_path / "chief.log", "--study", str(study_file)
+    )
+    chief.start()
+    assert chief.proc is not None
+    try:
+        with Client(chief.address, timeout=10.0, wait_seconds=5.0, retry_seconds=10) as c:
+            for _ in range(3):
+                trial = c.ask("bayes", "w0", timeout=30)[0]
+                c.tell("bayes", trial.number, trial.attempt, value=trial.params["units"] * 1.0)
+        children = faultkit.descendants(chief.proc.pid)
+        commands = " | ".join(children.values())
+        assert "resource_tracker" in commands and "multiprocessing" in commands, children
+    finally:
+        chief.kill()
+    deadline = time.monotonic() + 10
+    while any(faultkit.alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {pid: cmd for pid, cmd in children.items() if faultkit.alive(pid)}
+    for pid in left:  # not to leave them to the next test either
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"the killed chief left these behind: {left}"

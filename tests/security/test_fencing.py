@@ -188,7 +188,7 @@ def test_a_stopped_chief_hands_over_at_once(start_chief: StartChief) -> None:
     assert second.lease.epoch == first.lease.epoch + 1
 
 
-def test_second_chief_process_exits_with_a_clear_error(
+def test_second_chief_process_told_not_to_wait_exits_with_a_clear_error(
     start_chief: StartChief, storage_url: str
 ) -> None:
     first = start_chief()
@@ -203,6 +203,7 @@ def test_second_chief_process_exits_with_a_clear_error(
             "127.0.0.1",
             "--port",
             "0",
+            "--no-wait-for-lease",
         ],
         capture_output=True,
         text=True,
