@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpsearch.early_stopping import median_rule
+from hpsearch.early_stopping import Decision, median_rule
 from hpsearch.space import Goal
 
 COMPLETED = [
@@ -34,12 +34,19 @@ def test_minimize_flips_the_comparison() -> None:
 
 def test_no_decision_before_enough_completed_trials_or_steps() -> None:
     running = [(1, 0.0), (2, 0.0)]
-    assert not median_rule(running, COMPLETED, Goal.MAXIMIZE, min_trials=4).stop
-    assert not median_rule(running, COMPLETED, Goal.MAXIMIZE, min_trials=3, min_steps=3).stop
-    assert not median_rule([], COMPLETED, Goal.MAXIMIZE, min_trials=1).stop
+    go_on = Decision(False)
+    assert median_rule(running, COMPLETED, Goal.MAXIMIZE, min_trials=4) == go_on
+    assert median_rule(running, COMPLETED, Goal.MAXIMIZE, min_trials=3, min_steps=3) == go_on
+    assert median_rule([], COMPLETED, Goal.MAXIMIZE, min_trials=1) == go_on
     # completed trials that reported nothing up to this step do not count
     late = [[(5, 1.0)], [(6, 1.0)], [(7, 1.0)]]
-    assert not median_rule([(1, 0.0)], late, Goal.MAXIMIZE, min_trials=1).stop
+    assert median_rule([(1, 0.0)], late, Goal.MAXIMIZE, min_trials=1) == go_on
+
+
+def test_by_default_five_completed_trials_are_needed() -> None:
+    five = [[(1, 0.5)]] * 5
+    assert not median_rule([(1, 0.1)], five[:4], Goal.MAXIMIZE).stop
+    assert median_rule([(1, 0.1)], five, Goal.MAXIMIZE).stop
 
 
 # Skewed: the running averages at step 1 are 0.25, 0.5 and 4.0, so the median (0.5) is far
