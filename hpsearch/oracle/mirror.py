@@ -90,8 +90,31 @@ class StudyMirror:
         return len(self.running) + self.reserved
 
     @property
+    def exact_replay(self) -> bool:
+        """A seeded study with a model-based algorithm replays exactly: the same sequence
+        of asks and tells gets the same suggestions, whatever the timing of the fits.
+
+        Each suggestion is then computed from the history and running trials of the moment
+        it is handed out (one ready at a time, dropped when a trial ends or a retry starts),
+        with a generator derived from the seed and those inputs.  The cost: an ask right
+        after a hand-out or a result waits for its fit instead of taking one computed
+        before.  An unseeded study keeps the fastest hand-out.  Multi-fidelity schedules
+        decide by timing anyway and are left out."""
+        return (
+            self.config.seed is not None and self.algorithm.model_based and (self.schedule is None)
+        )
+
+    def replay_inputs(self) -> tuple[int, frozenset[object]]:
+        """What an exact-replay suggestion is computed from: the history's length and the
+        trials running, being inserted or ready (``cond`` held)."""
+        pending = (*self.pending_params.values(), *self.in_flight, *self.buffer)
+        return len(self.history), frozenset(params_key(p) for p in pending)
+
+    @property
     def target(self) -> int:
         """How many ready suggestions to keep: many for cheap algorithms, few for model-based."""
+        if self.exact_replay:
+            return 1
         if not self.algorithm.model_based:
             # Cheap draws: keep many ready (a refill also copies the running trials' params).
             return min(1024, max(32, len(self.history) // 8))
@@ -160,6 +183,8 @@ class StudyMirror:
 
     def record_start(self, trial: Trial) -> None:
         """A trial handed out by this chief (``cond`` held)."""
+        if trial.attempt > 1 and self.exact_replay:
+            self.buffer.clear()  # a retry runs again: what is ready did not count it
         self._add_running(trial, fresh=True)
         self.trials[trial.number] = trial
         with self.cache_lock:
@@ -171,6 +196,8 @@ class StudyMirror:
         current = self.running.get(trial.number)
         if current is None or current[1] != attempt:
             return False
+        if self.exact_replay:
+            self.buffer.clear()  # computed while this trial ran: not what a replay gets
         self.forget_running(trial.number)
         self.trials.pop(trial.number, None)
         with self.cache_lock:
@@ -218,6 +245,8 @@ class StudyMirror:
         self.completed_numbers.add(trial.number)
         if trial.value is not None:
             self._observe(trial, trial.params)
+        if self.exact_replay:
+            self.buffer.clear()
         log_trial(trial, self.name, event="ended late", attempt=attempt)
 
     def forget_running(self, number: int) -> None:

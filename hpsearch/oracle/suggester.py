@@ -84,19 +84,29 @@ class Suggester:
             known = len(mirror.history)
             pending = list(mirror.pending_params.values()) + mirror.in_flight + kept
             version = mirror.space_version
+            replay = mirror.replay_inputs() if mirror.exact_replay else None
             mirror.dirty = False
+        # Exact replay (see StudyMirror.exact_replay): a generator of the seed and the
+        # inputs, not the study's running one, whose draws depend on how many fits ran.
+        rng = (
+            mirror.rng
+            if replay is None
+            else np.random.default_rng([config.seed or 0, known, len(pending)])
+        )
         started = time.perf_counter()
         if self._fits is not None and mirror.algorithm.model_based:
-            proposals, mirror.rng = self._fits.suggest(
-                config, history, pending, n, mirror.rng, state
-            )
+            proposals, rng = self._fits.suggest(config, history, pending, n, rng, state)
         else:
-            proposals = search.suggest(config, history, pending, n, mirror.rng, state)
+            proposals = search.suggest(config, history, pending, n, rng, state)
+        if replay is None:
+            mirror.rng = rng
         elapsed = time.perf_counter() - started
         valid = [config.space.validate(p) for p in proposals]
         with mirror.cond:
             if mirror.space_version != version:
                 return  # the space changed while computing: these are stale
+            if replay is not None and mirror.replay_inputs() != replay:
+                return  # a trial ended or a retry started meanwhile: computed again
             # Trials handed out while this ran were not in ``pending``: a deterministic
             # design (a Sobol point) could propose one of them again.
             taken = mirror.taken_since(known)
