@@ -12,6 +12,14 @@ from typing import Any
 
 from hpsearch.space import Params, Rung, StudyConfig
 
+#: Keys of a trial's ``tags`` that hold what users write on it: its note and its own tags
+#: (``{"user_tags": {"key": "value"}}``), apart from the keys hpsearch sets (``fidelity``,
+#: artifact directories, Vertex AI ids).
+NOTE_TAG = "note"
+USER_TAGS_TAG = "user_tags"
+#: Tag of a trial queued with known parameters (warm start), not suggested by the search.
+ENQUEUED_TAG = "enqueued"
+
 
 class TrialState(str, Enum):
     """Life cycle of a trial.
@@ -55,6 +63,16 @@ class Study:
     state: StudyState
     created_at: float  # seconds since the epoch, database clock
     updated_at: float
+    note: str | None = None  # free text a user wrote on the study
+    user_tags: dict[str, str] = field(default_factory=dict)  # a user's key -> value labels
+
+
+@dataclass(frozen=True, slots=True)
+class Annotations:
+    """What users write on a study or a trial: a free-text note and key -> value tags."""
+
+    note: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +96,18 @@ class Trial:
     def fidelity(self) -> Rung | None:
         """The trial's budget in a multi-fidelity study (None otherwise)."""
         return Rung.from_tags(self.tags)
+
+    @property
+    def note(self) -> str | None:
+        """The note a user wrote on this trial (None if none)."""
+        note = self.tags.get(NOTE_TAG)
+        return note if isinstance(note, str) else None
+
+    @property
+    def user_tags(self) -> dict[str, str]:
+        """The tags a user set on this trial (hpsearch's own tags are not among them)."""
+        tags = self.tags.get(USER_TAGS_TAG)
+        return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +136,17 @@ class Worker:
     host: str | None
     last_seen: float
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StudySnapshot:
+    """A whole study, as read in one transaction to be copied to another database."""
+
+    study: Study
+    trial_count: int  # trial numbers allocated so far (the next trial's number)
+    trials: list[Trial]
+    attempts: list[Attempt]
+    measurements: list[MeasurementRecord]
 
 
 @dataclass(frozen=True, slots=True)

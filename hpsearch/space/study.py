@@ -245,6 +245,25 @@ class Fidelity:
 
 
 @dataclass(frozen=True, slots=True)
+class WarmStart:
+    """Start a study from the completed trials of another study of the same database
+    (``warm_start: {study: other}``): the search sees them as history, they are not trials
+    of this study (see hpsearch.space.lifecycle.fit_to_space for which ones fit)."""
+
+    study: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.study, str) or not STUDY_NAME.match(self.study):
+            raise InvalidArgumentError(
+                f"warm_start.study must name a study, e.g. warm_start: {{study: mnist-v1}}, "
+                f"got {self.study!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.study}
+
+
+@dataclass(frozen=True, slots=True)
 class Rung:
     """The budget of one trial of a multi-fidelity study, kept in its tags (``fidelity``).
 
@@ -306,6 +325,8 @@ class StudyConfig:
     keras_tuner_lease_seconds: float = DEFAULT_KERAS_TUNER_LEASE_SECONDS
     #: The epochs budget of a multi-fidelity study (None for the other algorithms).
     fidelity: Fidelity | None = None
+    #: Another study whose completed trials the search starts from (None: a cold start).
+    warm_start: WarmStart | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not STUDY_NAME.match(self.name):
@@ -356,6 +377,10 @@ class StudyConfig:
             )
         if not isinstance(self.space, Space):
             raise InvalidArgumentError(f"space must be a Space, got {self.space!r}")
+        if self.warm_start is not None and self.warm_start.study == self.name:
+            raise InvalidArgumentError(
+                f"study {self.name!r} cannot warm start from itself; name another study"
+            )
 
     def with_space(self, space: Space) -> StudyConfig:
         return replace(self, space=space)
@@ -387,6 +412,8 @@ class StudyConfig:
             data["seed"] = self.seed
         if self.fidelity is not None:
             data["fidelity"] = self.fidelity.to_dict()
+        if self.warm_start is not None:
+            data["warm_start"] = self.warm_start.to_dict()
         return data
 
     @classmethod
@@ -408,6 +435,7 @@ class StudyConfig:
             "early_stopping",
             "seed",
             "fidelity",
+            "warm_start",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -455,6 +483,7 @@ class StudyConfig:
         seed = data.get("seed")
         return cls(
             fidelity=_fidelity(data.get("fidelity")),
+            warm_start=_warm_start(data.get("warm_start")),
             name=str(data["name"]),
             metric=metric,
             space=space,
@@ -491,6 +520,19 @@ def _fidelity(value: Any) -> Fidelity | None:
         for k, v in value.items()
     }
     return Fidelity(**args)
+
+
+def _warm_start(value: Any) -> WarmStart | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return WarmStart(value)
+    if not isinstance(value, Mapping) or set(value) != {"study"}:
+        raise InvalidArgumentError(
+            f"warm_start must be a mapping with one key, study, e.g. warm_start: "
+            f"{{study: mnist-v1}}, got {value!r}"
+        )
+    return WarmStart(str(value["study"]))
 
 
 def _metric(value: Any) -> Metric:

@@ -33,15 +33,21 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from hpsearch.errors import (
     AlreadyExistsError,
+    FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     StaleAttemptError,
 )
 from hpsearch.records import (
+    ENQUEUED_TAG,
+    NOTE_TAG,
+    USER_TAGS_TAG,
+    Annotations,
     Attempt,
     AttemptState,
     MeasurementRecord,
     Study,
+    StudySnapshot,
     StudyState,
     StudySummary,
     Trial,
@@ -49,6 +55,7 @@ from hpsearch.records import (
     Worker,
 )
 from hpsearch.space import Params, ParamValue, Space, StudyConfig
+from hpsearch.space.lifecycle import StudyChange, refuse_unsafe, study_changes
 from hpsearch.store import fencing
 from hpsearch.store.driver import Batch, BatchPart, DriverStatement
 from hpsearch.store.engine import (
@@ -190,6 +197,8 @@ class Store:
         }
 
         def body(conn: Connection) -> Study:
+            if config.warm_start is not None:
+                self._check_warm_start(conn, config)
             row = conn.execute(self._sql.create_study, values).first()
             if row is not None:
                 return _study(row)
@@ -285,15 +294,308 @@ class Store:
         logger.info("study state set study=%s state=%s", name, state.value)
         return study
 
-    def delete_study(self, name: str) -> None:
-        """Delete a study with all its trials, attempts and measurements."""
+    def delete_study(self, name: str, *, if_idle: bool = False) -> int:
+        """Delete a study with all its trials, attempts and measurements; returns how many
+        trials went.  ``if_idle``: FailedPreconditionError, deleting nothing, while any
+        trial runs (its worker would report to a study that is gone)."""
 
-        def body(conn: Connection) -> None:
-            if conn.execute(self._sql.delete_study, {"b_study": name}).rowcount == 0:
+        def body(conn: Connection) -> int:
+            counts = {state: n for _, state, n in conn.execute(self._sql.count, {"b_study": name})}
+            if not counts:
                 raise _no_study(name)
+            running = counts.get(TrialState.RUNNING.value, 0)
+            if if_idle and running:
+                raise FailedPreconditionError(
+                    f"study {name!r} has {running} running trial(s); stop it first "
+                    f"(`hpsearch study stop {name}`) and let them end, or delete it anyway "
+                    "(--force: their workers then get 'no such study')"
+                )
+            conn.execute(self._sql.delete_study, {"b_study": name})
+            return sum(n for state, n in counts.items() if state is not None)
 
-        self._write(body, "delete study")
-        logger.info("study deleted study=%s", name)
+        trials = self._write(body, "delete study")
+        logger.info("study deleted study=%s trials=%d", name, trials)
+        return trials
+
+    # -- the study life cycle -------------------------------------------------------------
+    def stop_study(self, name: str) -> Study:
+        """Mark a study STOPPED: no new trial is handed out, running ones are told to stop
+        at their next heartbeat or report (by the chief), workers are answered DONE."""
+        return self._change_state(name, StudyState.STOPPED, "stop")
+
+    def resume_study(self, name: str) -> Study:
+        """A STOPPED study becomes ACTIVE again (an ACTIVE one stays so).  A COMPLETED study
+        is resumed by raising its budget instead (:meth:`update_study`)."""
+        return self._change_state(name, StudyState.ACTIVE, "resume")
+
+    def finish_study(self, name: str, seen: StudyConfig) -> Study:
+        """ACTIVE -> COMPLETED, when the study is still declared as ``seen``: a chief whose
+        mirror is behind a change (a raised ``max_trials``, a stop) must not finish it.
+        Returns the study as stored afterwards (still ACTIVE when the declaration moved)."""
+
+        def body(conn: Connection) -> Study:
+            row = self._study_for_update(conn, name)
+            study = _study(row)
+            if study.state is not StudyState.ACTIVE or study.config != seen:
+                return study
+            updated = conn.execute(
+                self._sql.set_study_state,
+                {"b_study": name, "b_state": StudyState.COMPLETED.value},
+            ).one()
+            return _study(updated)
+
+        return self._write(body, "finish study")
+
+    def update_study(self, name: str, config: StudyConfig) -> tuple[Study, list[StudyChange]]:
+        """Apply the safe differences of ``config`` from study ``name``'s declaration
+        (see :func:`hpsearch.space.lifecycle.study_changes`) and return the study and the
+        changes.  InvalidArgumentError, changing nothing, when one is not safe, when
+        ``max_trials`` falls below the trials created, or for another name.  A COMPLETED
+        study whose raised budget has room again becomes ACTIVE."""
+        if config.name != name:
+            raise InvalidArgumentError(
+                f"the new declaration is named {config.name!r}, not {name!r}; a study is "
+                f"renamed by copying it: `hpsearch study copy {name} --name {config.name}`, "
+                f"then `hpsearch study delete {name}`"
+            )
+
+        def body(conn: Connection) -> tuple[Study, list[StudyChange]]:
+            row = self._study_for_update(conn, name)
+            study = _study(row)
+            changes = study_changes(study.config, config)
+            refuse_unsafe(name, changes)
+            if not changes:
+                return study, []
+            added = tuple(p for p in config.space if p.name not in study.config.space)
+            merged = config.with_space(Space(study.config.space.parameters + added))
+            if merged.budget.max_trials < row.trial_count:
+                raise InvalidArgumentError(
+                    f"study {name!r} has {row.trial_count} trials already; max_trials must "
+                    f"be at least that, got {merged.budget.max_trials}"
+                )
+            state = study.state
+            if state is StudyState.COMPLETED and self._has_room(conn, name, merged, row):
+                state = StudyState.ACTIVE
+            updated = conn.execute(
+                self._sql.update_study,
+                {
+                    "b_study_id": row.id,
+                    "b_config": merged.to_dict(),
+                    "b_state": state.value,
+                    "b_lease_seconds": float(merged.lease_seconds),
+                    "b_max_attempts": merged.budget.max_attempts,
+                },
+            ).one()
+            return _study(updated), changes
+
+        study, changes = self._write(body, "update study")
+        if changes:
+            logger.info(
+                "study updated study=%s state=%s changes=%r",
+                name,
+                study.state.value,
+                [str(c) for c in changes],
+            )
+        return study, changes
+
+    def annotate_study(
+        self,
+        name: str,
+        *,
+        note: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+    ) -> Annotations:
+        """Set a study's note (None keeps it, "" removes it) and tags (``tags`` set or
+        replace values, ``remove_tags`` delete keys); returns what it carries afterwards."""
+        note, tags, remove = _check_annotations(note, tags, remove_tags)
+
+        def body(conn: Connection) -> Annotations:
+            row = self._study_for_update(conn, name)
+            current = Annotations(row.note, dict(row.tags or {}))
+            merged = _annotated(current, note, tags, remove)
+            updated = conn.execute(
+                self._sql.annotate_study,
+                {"b_study_id": row.id, "b_note": merged.note, "b_tags": merged.tags},
+            ).one()
+            return Annotations(updated.note, dict(updated.tags or {}))
+
+        return self._write(body, "annotate study")
+
+    def annotate_trial(
+        self,
+        study: str,
+        number: int,
+        *,
+        note: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+    ) -> Annotations:
+        """As :meth:`annotate_study`, on one trial; kept in the trial's ``tags`` under
+        ``note`` and ``user_tags``, next to the tags hpsearch sets."""
+        note, tags, remove = _check_annotations(note, tags, remove_tags)
+        args = {"b_study": study, "b_number": _check_id(number, "trial number")}
+
+        def body(conn: Connection) -> Annotations:
+            row = conn.execute(self._sql.trial_for_update, args).first()
+            if row is None:
+                self._require_study(conn, study)
+                raise _no_trial(study, number)
+            trial = _trial(row)
+            merged = _annotated(Annotations(trial.note, trial.user_tags), note, tags, remove)
+            stored = dict(trial.tags)
+            stored.pop(NOTE_TAG, None)
+            stored.pop(USER_TAGS_TAG, None)
+            if merged.note is not None:
+                stored[NOTE_TAG] = merged.note
+            if merged.tags:
+                stored[USER_TAGS_TAG] = merged.tags
+            updated = _trial(
+                conn.execute(
+                    self._sql.set_trial_tags, {"b_trial_id": row.id, "b_tags": stored}
+                ).one()
+            )
+            return Annotations(updated.note, updated.user_tags)
+
+        return self._write(body, "annotate trial")
+
+    def enqueue_trials(self, study: str, params: Sequence[Mapping[str, Any]]) -> list[Trial]:
+        """Queue known parameter sets as WAITING trials (tagged ``enqueued``): the chief
+        hands WAITING trials out before any suggestion of the search, so they run first.
+
+        Each set is validated against the study's space; they count against
+        ``max_trials`` (InvalidArgumentError, nothing queued, when they do not fit: raise
+        it first).  Not for a COMPLETED study (raise its budget first) nor a multi-fidelity
+        one (its schedule gives every trial its budget)."""
+        if not params:
+            raise InvalidArgumentError("nothing to enqueue: give at least one parameter set")
+
+        def body(conn: Connection) -> list[Trial]:
+            row = self._study_for_update(conn, study)
+            found = _study(row)
+            config = found.config
+            if config.fidelity is not None:
+                raise InvalidArgumentError(
+                    f"study {study!r} is multi-fidelity (algorithm {config.algorithm}): its "
+                    "schedule gives every trial its budget, so parameter sets cannot be "
+                    "queued; warm start a new study from it instead"
+                )
+            if found.state is StudyState.COMPLETED:
+                raise FailedPreconditionError(
+                    f"study {study!r} is completed; raise its budget first: `hpsearch study "
+                    f"update {study} --max-trials {row.trial_count + len(params)}`"
+                )
+            room = config.budget.max_trials - row.trial_count
+            if len(params) > room:
+                raise InvalidArgumentError(
+                    f"study {study!r} has room for {max(room, 0)} more trials "
+                    f"(max_trials={config.budget.max_trials}, {row.trial_count} created) and "
+                    f"{len(params)} were given; raise it first: `hpsearch study update "
+                    f"{study} --max-trials {row.trial_count + len(params)}`"
+                )
+            checked = []
+            for i, p in enumerate(params):
+                try:
+                    checked.append(config.space.validate(p))
+                except InvalidArgumentError as error:
+                    raise InvalidArgumentError(f"parameter set {i + 1}: {error}") from None
+            return self._insert_waiting(
+                conn,
+                study,
+                [
+                    {"b_params": _check_params(p), "b_tags": {ENQUEUED_TAG: True}, "b_metrics": {}}
+                    for p in checked
+                ],
+            )
+
+        trials = self._write(body, "enqueue trials")
+        logger.info(
+            "trials enqueued study=%s numbers=%s", study, ",".join(str(t.number) for t in trials)
+        )
+        return trials
+
+    def snapshot_study(self, name: str) -> StudySnapshot:
+        """The whole study (trials, attempts, measurements, notes and tags) in one read
+        transaction, for :meth:`restore_study` into another database."""
+
+        def body(conn: Connection) -> StudySnapshot:
+            row = conn.execute(self._sql.study_with_count, {"b_study": name}).first()
+            if row is None:
+                raise _no_study(name)
+            args = {"b_study": name}
+            trials = conn.execute(
+                select(*TRIAL_COLUMNS).where(TRIALS.c.study_id == row.id).order_by(TRIALS.c.number)
+            ).all()
+            attempts = [
+                Attempt(
+                    trial_number=a.number,
+                    attempt=a.attempt,
+                    worker_id=a.worker_id,
+                    state=AttemptState(a.state),
+                    started_at=a.started_at,
+                    ended_at=a.ended_at,
+                    failure_message=a.failure_message,
+                )
+                for a in conn.execute(self._sql.study_attempts, args)
+            ]
+            # Under PostgreSQL's READ COMMITTED each statement sees the latest commits: a
+            # trial created after the first read is left out with its rows.
+            numbers = {t.number for t in trials}
+            return StudySnapshot(
+                study=_study(row),
+                trial_count=max(numbers, default=-1) + 1,
+                trials=[_trial(t) for t in trials],
+                attempts=[a for a in attempts if a.trial_number in numbers],
+                measurements=[
+                    m for m in self._measurements(conn, name, None) if m.trial_number in numbers
+                ],
+            )
+
+        return self._read(body)
+
+    def restore_study(self, snapshot: StudySnapshot, *, name: str | None = None) -> Study:
+        """Insert a study read by :meth:`snapshot_study` (from any database), under ``name``
+        (default: its own), with its trial numbers, attempts, measurements, timestamps,
+        notes and tags, in one transaction.  Trials that were RUNNING come in WAITING,
+        their attempt LOST ("copied while running"), so that they run again here.
+        AlreadyExistsError when the name is taken."""
+        source = snapshot.study
+        config = source.config if name is None else replace_name(source.config, name)
+
+        def body(conn: Connection) -> Study:
+            row = conn.execute(
+                self._sql.restore_study,
+                {
+                    "b_study": config.name,
+                    "b_config": config.to_dict(),
+                    "b_state": source.state.value,
+                    "b_goal": config.metric.goal.value,
+                    "b_lease_seconds": float(config.lease_seconds),
+                    "b_max_attempts": config.budget.max_attempts,
+                    "b_count": snapshot.trial_count,
+                    "b_created_at": source.created_at,
+                    "b_note": source.note,
+                    "b_tags": dict(source.user_tags) or None,
+                },
+            ).first()
+            if row is None:
+                raise AlreadyExistsError(
+                    f"study {config.name!r} already exists in the target database; copy "
+                    "under another name (--name NEW) or delete that study first"
+                )
+            _restore_rows(conn, self._sql, row.id, snapshot)
+            return _study(row)
+
+        study = self._write(body, "restore study")
+        logger.info(
+            "study restored study=%s from=%s trials=%d attempts=%d measurements=%d",
+            study.name,
+            source.name,
+            len(snapshot.trials),
+            len(snapshot.attempts),
+            len(snapshot.measurements),
+        )
+        return study
 
     # -- trials -------------------------------------------------------------------------
     def create_trial(
@@ -393,21 +695,7 @@ class Store:
             self.get_study(study)  # NotFoundError for an unknown study, as below
             return []
 
-        def body(conn: Connection) -> list[Trial]:
-            counter = conn.execute(
-                self._sql.next_number, {"b_study": study, "b_count": len(rows)}
-            ).first()
-            if counter is None:
-                raise _no_study(study)
-            first = counter.trial_count - len(rows)
-            args = [
-                {**row, "b_study_id": counter.id, "b_number": first + i}
-                for i, row in enumerate(rows)
-            ]
-            created = conn.execute(self._sql.insert_waiting_trial, args).all()
-            return sorted((_trial(row) for row in created), key=lambda t: t.number)
-
-        trials = self._write(body, "create trials")
+        trials = self._write(lambda conn: self._insert_waiting(conn, study, rows), "create trials")
         logger.debug("trials created study=%s count=%d", study, len(trials))
         return trials
 
@@ -752,35 +1040,7 @@ class Store:
         """Measurements of a study (or of one trial) by trial number, attempt and step."""
         if number is not None:
             _check_id(number, "trial number")
-        m, t = MEASUREMENTS.c, TRIALS.c
-        stmt = (
-            select(t.number, m.attempt, m.step, m.metrics, m.created_at)
-            .join(TRIALS, t.id == m.trial_id)
-            .where(t.study_id == study_id_by_name())
-        )
-        if number is not None:
-            stmt = stmt.where(t.number == number)
-        stmt = stmt.order_by(t.number, m.attempt, m.step)
-
-        def body(conn: Connection) -> list[MeasurementRecord]:
-            rows = conn.execute(stmt, {"b_study": study}).all()
-            if not rows:
-                if number is None:
-                    self._require_study(conn, study)
-                else:
-                    self._require_trial(conn, study, number)
-            return [
-                MeasurementRecord(
-                    trial_number=row.number,
-                    attempt=row.attempt,
-                    step=row.step,
-                    metrics=dict(row.metrics),
-                    created_at=row.created_at,
-                )
-                for row in rows
-            ]
-
-        return self._read(body)
+        return self._read(lambda conn: self._measurements(conn, study, number))
 
     # -- workers ------------------------------------------------------------------------
     def touch_worker(
@@ -871,6 +1131,116 @@ class Store:
         return self._read(fencing.current_lease)
 
     # -- internals ------------------------------------------------------------------------
+    def _insert_waiting(
+        self, conn: Connection, study: str, rows: Sequence[Mapping[str, Any]]
+    ) -> list[Trial]:
+        """WAITING trials with the next numbers (``rows``: their b_params/b_tags/b_metrics)."""
+        counter = conn.execute(
+            self._sql.next_number, {"b_study": study, "b_count": len(rows)}
+        ).first()
+        if counter is None:
+            raise _no_study(study)
+        first = counter.trial_count - len(rows)
+        args = [
+            {**row, "b_study_id": counter.id, "b_number": first + i} for i, row in enumerate(rows)
+        ]
+        created = conn.execute(self._sql.insert_waiting_trial, args).all()
+        return sorted((_trial(row) for row in created), key=lambda t: t.number)
+
+    def _measurements(
+        self, conn: Connection, study: str, number: int | None
+    ) -> list[MeasurementRecord]:
+        m, t = MEASUREMENTS.c, TRIALS.c
+        stmt = (
+            select(t.number, m.attempt, m.step, m.metrics, m.created_at)
+            .join(TRIALS, t.id == m.trial_id)
+            .where(t.study_id == study_id_by_name())
+        )
+        if number is not None:
+            stmt = stmt.where(t.number == number)
+        rows = conn.execute(stmt.order_by(t.number, m.attempt, m.step), {"b_study": study}).all()
+        if not rows:
+            if number is None:
+                self._require_study(conn, study)
+            else:
+                self._require_trial(conn, study, number)
+        return [
+            MeasurementRecord(
+                trial_number=row.number,
+                attempt=row.attempt,
+                step=row.step,
+                metrics=dict(row.metrics),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    def _study_for_update(self, conn: Connection, name: str) -> Any:
+        """The study's row (with ``trial_count``), locked until the transaction ends."""
+        row = conn.execute(self._sql.study_for_update, {"b_study": name}).first()
+        if row is None:
+            raise _no_study(name)
+        return row
+
+    def _change_state(self, name: str, state: StudyState, verb: str) -> Study:
+        def body(conn: Connection) -> Study:
+            study = _study(self._study_for_update(conn, name))
+            if study.state is state:
+                return study
+            if state is StudyState.ACTIVE and study.state is StudyState.COMPLETED:
+                raise FailedPreconditionError(
+                    f"study {name!r} is completed (its budget is spent); raise its budget "
+                    f"to go on: `hpsearch study update {name} --max-trials N`"
+                )
+            row = conn.execute(
+                self._sql.set_study_state, {"b_study": name, "b_state": state.value}
+            ).one()
+            return _study(row)
+
+        study = self._write(body, f"{verb} study")
+        logger.info("study %s study=%s state=%s", verb, name, study.state.value)
+        return study
+
+    def _has_room(self, conn: Connection, name: str, config: StudyConfig, row: Any) -> bool:
+        """Whether a study with ``config``'s budget has trials left to run."""
+        if row.trial_count >= config.budget.max_trials:
+            waiting = running = 0
+            for _, state, n in conn.execute(self._sql.count, {"b_study": name}):
+                if state == TrialState.WAITING.value:
+                    waiting = n
+                elif state == TrialState.RUNNING.value:
+                    running = n
+            if not waiting and not running:
+                return False
+        failed_limit = config.budget.max_failed_trials
+        if failed_limit is None:
+            return True
+        failed = sum(
+            n
+            for _, state, n in conn.execute(self._sql.count, {"b_study": name})
+            if state == TrialState.FAILED.value
+        )
+        return failed < failed_limit
+
+    def _check_warm_start(self, conn: Connection, config: StudyConfig) -> None:
+        """A warm start names an existing study of this database with the same metric."""
+        assert config.warm_start is not None
+        source = config.warm_start.study
+        row = conn.execute(self._sql.study_by_name, {"b_study": source}).first()
+        if row is None:
+            raise InvalidArgumentError(
+                f"warm_start.study {source!r} is not a study of this database; create it "
+                f"here, or copy it here first (`hpsearch study copy {source} --storage "
+                "SOURCE_URL --to THIS_URL`)"
+            )
+        metric = _study(row).config.metric
+        if metric != config.metric:
+            raise InvalidArgumentError(
+                f"warm_start.study {source!r} optimizes {metric.name} ({metric.goal.value}) "
+                f"and this study {config.metric.name} ({config.metric.goal.value}); a warm "
+                "start needs the same metric and goal"
+            )
+
     def _first(self, conn: Connection, stmt: Any, args: Mapping[str, Any]) -> Any:
         """The first row ``stmt`` returns (None if none), run in ``conn``'s transaction;
         a hot-path statement runs on the driver's cursor."""
@@ -1208,6 +1578,8 @@ def _study(row: Any) -> Study:
         state=StudyState(row.state),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        note=row.note,
+        user_tags=dict(row.tags or {}),
     )
 
 
@@ -1232,6 +1604,116 @@ def _trial(row: Any) -> Trial:
 
 def _worker(row: Any) -> Worker:
     return Worker(id=row.id, host=row.host, last_seen=row.last_seen, info=dict(row.info or {}))
+
+
+def replace_name(config: StudyConfig, name: str) -> StudyConfig:
+    """``config`` under another study name (checked like any study name)."""
+    return StudyConfig.from_dict({**config.to_dict(), "name": name})
+
+
+def _restore_rows(conn: Connection, sql: Any, study_id: int, snapshot: StudySnapshot) -> None:
+    """The trials, attempts and measurements of ``snapshot`` under study ``study_id``."""
+    copied = "copied to another database while running; run again here"
+    trials = [
+        {
+            "study_id": study_id,
+            "number": t.number,
+            "state": TrialState.WAITING.value if t.state is TrialState.RUNNING else t.state.value,
+            "params": dict(t.params),
+            "attempt": t.attempt,
+            "worker_id": t.worker_id,
+            "lease_expires_at": None,
+            "value": t.value,
+            "metrics": dict(t.metrics),
+            "failure_message": copied if t.state is TrialState.RUNNING else t.failure_message,
+            "tags": dict(t.tags),
+            "created_at": t.created_at,
+            "started_at": t.started_at,
+            "updated_at": t.completed_at or t.started_at or t.created_at,
+            "completed_at": t.completed_at,
+        }
+        for t in snapshot.trials
+    ]
+    if not trials:
+        return
+    conn.execute(sql.restore_trials, trials)
+    ids = dict(conn.execute(sql.trial_ids, {"b_study_id": study_id}).all())
+    attempts = [
+        {
+            "trial_id": ids[a.trial_number],
+            "attempt": a.attempt,
+            "worker_id": a.worker_id,
+            "state": AttemptState.LOST.value if a.state is AttemptState.RUNNING else a.state.value,
+            "started_at": a.started_at,
+            "ended_at": a.ended_at
+            if a.ended_at is not None or a.state is not AttemptState.RUNNING
+            else a.started_at,
+            "failure_message": copied if a.state is AttemptState.RUNNING else a.failure_message,
+        }
+        for a in snapshot.attempts
+    ]
+    if attempts:
+        conn.execute(sql.restore_attempts, attempts)
+    measurements = [
+        {
+            "trial_id": ids[m.trial_number],
+            "attempt": m.attempt,
+            "step": m.step,
+            "metrics": dict(m.metrics),
+            "created_at": m.created_at,
+        }
+        for m in snapshot.measurements
+    ]
+    if measurements:
+        conn.execute(sql.restore_measurements, measurements)
+
+
+#: Longest note, tag key and tag value, and most tags on one study or trial.
+MAX_NOTE = 10_000
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 256
+MAX_TAGS = 64
+
+
+def _check_annotations(
+    note: str | None, tags: Mapping[str, str] | None, remove: Sequence[str]
+) -> tuple[str | None, dict[str, str], list[str]]:
+    if note is not None:
+        if not isinstance(note, str):
+            raise InvalidArgumentError(f"a note is text, got {note!r}")
+        if len(note) > MAX_NOTE:
+            raise InvalidArgumentError(
+                f"a note holds at most {MAX_NOTE} characters, got {len(note)}; shorten it or "
+                "link to a document"
+            )
+    checked: dict[str, str] = {}
+    for key, value in (tags or {}).items():
+        if not isinstance(key, str) or not key.strip() or len(key) > MAX_TAG_KEY or "=" in key:
+            raise InvalidArgumentError(
+                f"a tag key is 1-{MAX_TAG_KEY} characters without '=', got {key!r}"
+            )
+        if not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
+            raise InvalidArgumentError(
+                f"tag {key!r}: a value is text of at most {MAX_TAG_VALUE} characters, "
+                f"got {value!r}"
+            )
+        checked[key] = value
+    return note, checked, [str(k) for k in remove]
+
+
+def _annotated(
+    current: Annotations, note: str | None, tags: Mapping[str, str], remove: Sequence[str]
+) -> Annotations:
+    merged = {k: v for k, v in current.tags.items() if k not in remove}
+    merged.update(tags)
+    if len(merged) > MAX_TAGS:
+        raise InvalidArgumentError(
+            f"at most {MAX_TAGS} tags on one study or trial, this would make {len(merged)}; "
+            "remove some first"
+        )
+    if note is None:
+        note = current.note
+    return Annotations(note or None, merged)
 
 
 # -- argument checks ------------------------------------------------------------------------------

@@ -45,6 +45,9 @@ class StudyRow(Base):
     trial_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[float] = mapped_column(Double)
     updated_at: Mapped[float] = mapped_column(Double)
+    # What users write on the study: a note and key -> value tags (NULL: none yet).
+    note: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TrialRow(Base):

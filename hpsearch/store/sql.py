@@ -53,7 +53,7 @@ A = ATTEMPTS.c
 M = MEASUREMENTS.c
 W = WORKERS.c
 
-STUDY_COLUMNS = (S.id, S.name, S.config, S.state, S.created_at, S.updated_at)
+STUDY_COLUMNS = (S.id, S.name, S.config, S.state, S.created_at, S.updated_at, S.note, S.tags)
 TRIAL_COLUMNS = tuple(TRIALS.c)
 
 
@@ -150,6 +150,83 @@ class Statements:
             .returning(*STUDY_COLUMNS)
         )
         self.delete_study = delete(STUDIES).where(S.name == bindparam("b_study"))
+        # -- the study life cycle: rare writes, each read-check-write under the row's lock
+        self.study_with_count = select(*STUDY_COLUMNS, S.trial_count).where(
+            S.name == bindparam("b_study")
+        )
+        self.study_for_update = self.study_with_count.with_for_update()
+        self.update_study = (
+            update(STUDIES)
+            .where(S.id == bindparam("b_study_id", type_=Integer))
+            .values(
+                config=bindparam("b_config", type_=JSON),
+                state=bindparam("b_state", type_=String),
+                lease_seconds=bindparam("b_lease_seconds", type_=Double),
+                max_attempts=bindparam("b_max_attempts", type_=Integer),
+                updated_at=now,
+            )
+            .returning(*STUDY_COLUMNS)
+        )
+        self.annotate_study = (
+            update(STUDIES)
+            .where(S.id == bindparam("b_study_id", type_=Integer))
+            .values(
+                note=bindparam("b_note", type_=String),
+                tags=bindparam("b_tags", type_=JSON),
+                updated_at=now,
+            )
+            .returning(*STUDY_COLUMNS)
+        )
+        self.trial_for_update = (
+            select(*TRIAL_COLUMNS)
+            .where(T.study_id == study_id_by_name(), T.number == bindparam("b_number"))
+            .with_for_update()
+        )
+        self.set_trial_tags = (
+            update(TRIALS)
+            .where(T.id == bindparam("b_trial_id", type_=Integer))
+            .values(tags=bindparam("b_tags", type_=JSON), updated_at=now)
+            .returning(*TRIAL_COLUMNS)
+        )
+        # -- copying a study whole (``Store.snapshot_study`` / ``Store.restore_study``) ----
+        self.study_attempts = (
+            select(
+                T.number,
+                A.attempt,
+                A.worker_id,
+                A.state,
+                A.started_at,
+                A.ended_at,
+                A.failure_message,
+            )
+            .join(TRIALS, T.id == A.trial_id)
+            .where(T.study_id == study_id_by_name())
+            .order_by(T.number, A.attempt)
+        )
+        self.restore_study = (
+            dialect_insert(STUDIES)
+            .values(
+                name=bindparam("b_study", type_=String),
+                config=bindparam("b_config", type_=JSON),
+                state=bindparam("b_state", type_=String),
+                goal=bindparam("b_goal", type_=String),
+                lease_seconds=bindparam("b_lease_seconds", type_=Double),
+                max_attempts=bindparam("b_max_attempts", type_=Integer),
+                trial_count=bindparam("b_count", type_=Integer),
+                created_at=bindparam("b_created_at", type_=Double),
+                updated_at=now,
+                note=bindparam("b_note", type_=String),
+                tags=bindparam("b_tags", type_=JSON),
+            )
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(*STUDY_COLUMNS)
+        )
+        self.restore_trials = insert(TRIALS)
+        self.trial_ids = select(T.number, T.id).where(
+            T.study_id == bindparam("b_study_id", type_=Integer)
+        )
+        self.restore_attempts = insert(ATTEMPTS)
+        self.restore_measurements = insert(MEASUREMENTS)
 
         # -- creating and claiming trials ------------------------------------------------
         # The counter on the study row allocates trial numbers: the UPDATE takes the row's
