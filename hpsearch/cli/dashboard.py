@@ -30,6 +30,13 @@ def register(subparsers: Subparsers) -> None:
         help="require 'Authorization: Bearer <token>' with the token in this file (default "
         "$HPSEARCH_TOKEN, else the file in $HPSEARCH_TOKEN_FILE; unset: no token)",
     )
+    parser.add_argument(
+        "--server",
+        choices=("auto", "cheroot", "wsgiref"),
+        default="auto",
+        help="WSGI server (default auto: cheroot, from the dashboard extra; the standard "
+        "library's wsgiref, not meant for production, only when cheroot is missing)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -39,9 +46,11 @@ def _run(args: argparse.Namespace) -> int:
     from hpsearch.security import read_token
 
     token = read_token(token_file=getattr(args, "token_file", None))
-    server = serve_dashboard(args.storage, args.host, args.port, token=token)
+    server = serve_dashboard(args.storage, args.host, args.port, token=token, server=args.server)
     print(
-        f"hpsearch dashboard: {server.url} (read-only; Ctrl-C stops)", file=sys.stderr, flush=True
+        f"hpsearch dashboard: {server.url} (read-only, served by {server.backend}; Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
     )
     try:
         server.wait()

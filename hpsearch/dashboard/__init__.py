@@ -18,11 +18,17 @@ __all__ = ["serve_dashboard"]
 
 
 def serve_dashboard(
-    store_or_url: Any, host: str = "127.0.0.1", port: int = 8080, *, token: str | None = None
+    store_or_url: Any,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    token: str | None = None,
+    server: str = "auto",
 ) -> DashboardServer:
     """Serve the dashboard of a Store (or storage URL) on ``host:port`` in a background
-    thread; returns the running server with ``.url`` and ``.stop()``.  ``port=0`` picks a
-    free port.  With ``token``, requests need ``Authorization: Bearer <token>``."""
+    thread; returns the running server with ``.url``, ``.backend`` and ``.stop()``.
+    ``port=0`` picks a free port.  With ``token``, requests need ``Authorization: Bearer
+    <token>``.  ``server``: ``auto`` (cheroot, else wsgiref), ``cheroot`` or ``wsgiref``."""
     from hpsearch.dashboard.server import serve_dashboard as serve
 
-    return serve(store_or_url, host, port, token=token)
+    return serve(store_or_url, host, port, token=token, server=server)

@@ -1,9 +1,14 @@
-"""Serving the dashboard: a threaded stdlib WSGI server in a background thread.
+"""Serving the dashboard: cheroot (a maintained, threaded WSGI server), or wsgiref as a fallback.
 
 ``serve_dashboard(store_or_url, host, port)`` returns at once with a running server;
 ``hpsearch dashboard`` blocks on it, ``hpsearch chief --dashboard-port`` runs it beside
-the oracle.  No web framework is needed: the app is a plain WSGI callable and
-``wsgiref`` with one thread per request serves it.
+the oracle.  No web framework is needed: the app is a plain WSGI callable.
+
+It is served by cheroot (CherryPy's HTTP server, in the ``dashboard`` extra): a pool of
+worker threads, HTTP/1.1 keep-alive with idle connections parked outside the pool, request
+size limits and timeouts.  The standard library's ``wsgiref``, which its documentation
+calls unfit for production, is used only when cheroot is not installed (with a warning),
+or when asked for by name.
 """
 
 from __future__ import annotations
@@ -11,41 +16,58 @@ from __future__ import annotations
 import logging
 import threading
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from sqlalchemy import Engine
 
 from hpsearch.dashboard.app import DashboardApp
-from hpsearch.errors import StorageError
+from hpsearch.errors import InvalidArgumentError, StorageError
 from hpsearch.security import bearer_matches, is_loopback
 
 logger = logging.getLogger(__name__)
 
+#: The WSGI servers ``serve_dashboard`` knows; "auto" is the first one installed.
+SERVERS = ("auto", "cheroot", "wsgiref")
+#: cheroot's worker threads: requests served at once (idle keep-alive connections hold none).
+THREADS = 16
+#: What the ``Server`` response header says.
+SERVER_NAME = "hpsearch-dashboard"
+
+
+class _Backend(Protocol):
+    """A bound WSGI server: ``serve`` runs until ``shutdown`` (from another thread)."""
+
+    name: str
+    address: tuple[str, int]
+
+    def serve(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
 
 class DashboardServer:
-    """A dashboard being served; ``url`` is where to open it, ``stop()`` ends it."""
+    """A dashboard being served; ``url`` is where to open it, ``stop()`` ends it.
+    ``backend`` names the WSGI server (``cheroot`` or ``wsgiref``)."""
 
-    def __init__(self, httpd: WSGIServer, app: DashboardApp, owned: Any = None) -> None:
-        self._httpd = httpd
+    def __init__(self, backend: _Backend, app: DashboardApp, owned: Any = None) -> None:
+        self._backend = backend
         self.app = app
+        self.backend = backend.name
         self._owned = owned  # a Store this server opened itself and closes on stop
-        host, port = httpd.server_address[:2]
+        host, port = backend.address
         self.host = str(host)
         self.port = int(port)
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         self.url = f"http://{shown}:{self.port}/"
         self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name=f"hpsearch-dashboard-{self.port}",
-            daemon=True,
+            target=backend.serve, name=f"hpsearch-dashboard-{self.port}", daemon=True
         )
         self._stopped = threading.Event()
 
     def start(self) -> DashboardServer:
         self._thread.start()
-        logger.info("dashboard serving url=%s", self.url)
+        logger.info("dashboard serving url=%s server=%s", self.url, self.backend)
         return self
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -56,8 +78,7 @@ class DashboardServer:
         """Stop serving and close the listening socket (and a store it opened itself)."""
         if self._stopped.is_set():
             return
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._backend.shutdown()
         self._thread.join(timeout=5)
         if self._owned is not None:
             self._owned.close()
@@ -72,15 +93,25 @@ class DashboardServer:
 
 
 def serve_dashboard(
-    store_or_url: Any, host: str = "127.0.0.1", port: int = 8080, *, token: str | None = None
+    store_or_url: Any,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    token: str | None = None,
+    server: str = "auto",
 ) -> DashboardServer:
     """Serve the dashboard of a store (a :class:`hpsearch.store.Store`, or a storage URL
     that is opened here) on ``host:port`` from a background thread; ``port=0`` picks a
-    free port.  Returns the running server (``.url``, ``.stop()``).
+    free port.  Returns the running server (``.url``, ``.backend``, ``.stop()``).
 
     With ``token`` every request needs ``Authorization: Bearer <token>`` (401 otherwise).
-    StorageError when the port is taken or the database cannot be opened.
+    ``server``: ``auto`` (cheroot when installed, else wsgiref with a warning), ``cheroot``
+    or ``wsgiref``.  StorageError when the port is taken or the database cannot be opened.
     """
+    if server not in SERVERS:
+        raise InvalidArgumentError(
+            f"unknown dashboard server {server!r}; use one of {', '.join(SERVERS)}"
+        )
     owned = None
     if isinstance(store_or_url, str):
         from hpsearch.store import Store
@@ -99,17 +130,12 @@ def serve_dashboard(
             host,
         )
     try:
-        httpd = make_server(
-            host, port, served, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
-        )
-    except OSError as exc:
+        backend = _bind(server, host, port, served)
+    except BaseException:
         if owned is not None:
             owned.close()
-        raise StorageError(
-            f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}; "
-            "pick another --port (or --port 0 for any free one)"
-        ) from exc
-    return DashboardServer(httpd, app, owned).start()
+        raise
+    return DashboardServer(backend, app, owned).start()
 
 
 class BearerTokenMiddleware:
@@ -147,6 +173,84 @@ def store_engine(store: Any) -> Engine:
         f"{type(store).__name__} exposes no SQLAlchemy engine (.engine); "
         "pass a storage URL to serve_dashboard instead"
     )
+
+
+# -- the WSGI servers --------------------------------------------------------------------------
+def _bind(server: str, host: str, port: int, app: Any) -> _Backend:
+    """Bind ``server`` (or, for ``auto``, the first one installed) to ``host:port``."""
+    if server in ("auto", "cheroot"):
+        try:
+            import cheroot.wsgi  # noqa: F401
+        except ImportError:
+            if server == "cheroot":
+                raise InvalidArgumentError(
+                    "the cheroot server is not installed: pip install 'hpsearch[dashboard]'"
+                ) from None
+            logger.warning(
+                "cheroot is not installed: serving the dashboard with wsgiref, which is not "
+                "meant for production; pip install 'hpsearch[dashboard]'"
+            )
+        else:
+            return _guarded(_CherootBackend, host, port, app)
+    return _guarded(_WsgirefBackend, host, port, app)
+
+
+def _guarded(kind: Any, host: str, port: int, app: Any) -> _Backend:
+    try:
+        return kind(host, port, app)  # type: ignore[no-any-return]
+    except OSError as exc:
+        raise StorageError(
+            f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}; "
+            "pick another --port (or --port 0 for any free one)"
+        ) from exc
+
+
+class _CherootBackend:
+    name = "cheroot"
+
+    def __init__(self, host: str, port: int, app: Any) -> None:
+        from cheroot import wsgi
+
+        self._server = wsgi.Server((host, port), app, numthreads=THREADS, server_name=SERVER_NAME)
+        self._server.error_log = _cheroot_log  # type: ignore[method-assign]
+        self._server.prepare()  # binds and listens: a taken port fails here
+        bound = self._server.bind_addr
+        self.address = (str(bound[0]), int(bound[1]))
+
+    def serve(self) -> None:
+        self._server.serve()
+
+    def shutdown(self) -> None:
+        self._server.stop()
+
+
+def _cheroot_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+    """cheroot's error log (stderr by default) into this module's logger; a client that
+    hangs up is routine, so below WARNING it is DEBUG."""
+    logger.log(
+        level if level >= logging.WARNING else logging.DEBUG,
+        "dashboard http %s",
+        msg,
+        exc_info=traceback,
+    )
+
+
+class _WsgirefBackend:
+    name = "wsgiref"
+
+    def __init__(self, host: str, port: int, app: Any) -> None:
+        self._httpd = make_server(
+            host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        )
+        bound = self._httpd.server_address
+        self.address = (str(bound[0]), int(bound[1]))
+
+    def serve(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

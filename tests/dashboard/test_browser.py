@@ -115,6 +115,7 @@ def test_study_page_history_filters_and_live_update(
     store = Store(sqlite_url)
     mixed = make_mixed_study(store, "browser-study")
     server = serve_dashboard(store, "127.0.0.1", 0)
+    assert server.backend == "cheroot"  # the production server, as `hpsearch dashboard` runs it
     try:
         browser.get(server.url + "#/study/browser-study")
         completed = len(mixed.numbers(TrialState.COMPLETED))
