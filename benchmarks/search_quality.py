@@ -8,7 +8,10 @@ Runs, side by side in one harness and on the same problems, seeds and budgets:
 * ``optuna-tpe`` -- Optuna's TPESampler (constant liar when trials are in flight);
 * ``kt-bo``      -- Keras Tuner's BayesianOptimizationOracle, driven directly
   (create_trial / update_trial / end_trial) in a temporary directory;
-* ``random``     -- hpsearch's random search.
+* ``random``     -- hpsearch's random search;
+* ``hpsearch-full`` (not run by default) -- hpsearch with its GP conditioned on every
+  finished trial instead of at most ``bayesian.MAX_TRAIN``: the reference for
+  ``--budgets 1000`` (does the capped model stall where a full-history one improves?).
 
 The suite (:func:`problems`) has smooth and multimodal continuous problems from 2 to 20
 dimensions, spaces with log-scaled and integer parameters and categoricals, a
@@ -509,6 +512,13 @@ def _run_keras_tuner(problem: Problem, seed: int, budget: int, batch: int) -> li
 
 
 def run_method(method: str, problem: Problem, seed: int, budget: int, batch: int) -> list[float]:
+    if method == "hpsearch-full":
+        # The reference for large budgets: the same GP conditioned on every finished trial
+        # (no MAX_TRAIN subset), in this worker process only.
+        from hpsearch.search import bayesian
+
+        bayesian.MAX_TRAIN = 10**9
+        return run_hpsearch(problem, seed, budget, batch, "bayesian")
     if method.startswith("hpsearch"):  # "hpsearch" or a labelled variant ("hpsearch-base")
         return run_hpsearch(problem, seed, budget, batch, "bayesian")
     if method == "random":
