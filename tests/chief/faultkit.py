@@ -14,6 +14,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -150,19 +152,19 @@ class PrivatePostgres:
     ... restart`` does (a fast shutdown: sessions are ended, transactions in flight rolled
     back) without touching the machine's shared server."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, port: int) -> None:
         self.bin = postgres_bin()
-        self.data = directory / "data"
+        # Its own directory, outside pytest's (whose parents only root may enter).
+        self.directory = Path(tempfile.mkdtemp(prefix="hpsearch-postgres-"))
+        shutil.chown(self.directory, "postgres", "postgres")
+        self.data = self.directory / "data"
         self.port = port
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-        directory.mkdir(parents=True, exist_ok=True)
-        shutil.chown(directory, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        options = (
+        self._options = (
             f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories='' "
-            "-c fsync=off -c max_connections=200"
+            "-c fsync=off -c max_connections=300"
         )
-        self._options = options
 
     def start(self) -> None:
         self._ctl("start", "-w", "-o", self._options)
@@ -176,6 +178,7 @@ class PrivatePostgres:
     def close(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._ctl("stop", "-m", "immediate", "-w", check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def _ctl(self, *args: str, check: bool = True) -> None:
         self._run(
@@ -257,3 +260,71 @@ def freeze(pid: int) -> None:
 
 def thaw(pid: int) -> None:
     os.kill(pid, signal.SIGCONT)
+
+
+class Workers:
+    """Threads that each run a worker loop over the Python client (ask, heartbeat, tell)
+    until the study is finished, recording what they told and what failed."""
+
+    def __init__(self, address: str, study: str, count: int, *, work_seconds: float) -> None:
+        from hpsearch.client import Client
+
+        self.client = Client(address, timeout=5.0, wait_seconds=1.0, retry_seconds=120)
+        self.study = study
+        self.work_seconds = work_seconds
+        #: (trial number, attempt, value) of every tell the chief acknowledged.
+        self.told: list[tuple[int, int, float]] = []
+        #: every error a call raised: (worker, call, error)
+        self.errors: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._loop, args=(f"w{i}",), daemon=True) for i in range(count)
+        ]
+
+    def start(self) -> Workers:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def wait_told(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.told) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.told)} results after {timeout}s: {self.errors}")
+            time.sleep(0.05)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        assert not any(t.is_alive() for t in self.threads), "workers did not finish"
+        self.client.close()
+
+    def _loop(self, worker: str) -> None:
+        from hpsearch.errors import HpsearchError
+
+        while True:
+            try:
+                trials = self.client.ask(self.study, worker, timeout=30)
+            except HpsearchError as error:
+                self._failed(worker, "ask", error)
+                continue
+            if not trials:
+                return
+            trial = trials[0]
+            value = trial.number * 10.0 + float(trial.params["units"])
+            try:
+                time.sleep(self.work_seconds / 2)
+                self.client.heartbeat(self.study, trial.number, trial.attempt, worker)
+                time.sleep(self.work_seconds / 2)
+                self.client.tell(self.study, trial.number, trial.attempt, value=value)
+            except HpsearchError as error:
+                self._failed(worker, "tell", error)
+                continue
+            with self._lock:
+                self.told.append((trial.number, trial.attempt, value))
+
+    def _failed(self, worker: str, call: str, error: Exception) -> None:
+        with self._lock:
+            self.errors.append((worker, call, f"{type(error).__name__}: {error}"))
+        time.sleep(0.2)

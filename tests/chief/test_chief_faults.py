@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -257,3 +258,60 @@ def test_a_killed_chief_leaves_no_process_behind(sqlite_url: str, tmp_path: Path
     for pid in left:  # not to leave them to the next test either
         os.kill(pid, signal.SIGKILL)
     assert not left, f"the killed chief left these behind: {left}"
+
+
+def test_a_worker_frozen_past_its_lease_then_thawed(chief: Any, tmp_path: Path) -> None:
+    """SIGSTOP an ``hpsearch worker`` mid-trial for longer than its lease: the chief gives
+    its attempt up and the trial is run once more (by the other worker, or revived by the
+    thawed one's heartbeat); the trial is completed once, with at most two attempts, every
+    other trial with one, and both workers exit 0."""
+    with Client(chief.address, timeout=5.0) as c:
+        c.create_study(
+            study_yaml("frozen", budget="{max_trials: 6, parallel_trials: 2}", lease_seconds=1.5)
+        )
+    env = dict(os.environ, FAKE_TRIAL_MODE="slow", FAKE_TRIAL_SLEEP="0.4", FAKE_TRIAL_STEPS="4")
+    workers = {
+        wid: subprocess.Popen(
+            [
+                *("hpsearch", "worker", "--oracle", chief.address, "--study", "frozen"),
+                *("--worker-id", wid, "--output-dir", str(tmp_path / "out")),
+                *("--", sys.executable, str(REPO / "tests" / "worker" / "fake_trial.py")),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / f"{wid}.log").open("wb"),
+        )
+        for wid in ("cold", "warm")
+    }
+    try:
+        store = chief.store
+        deadline = time.monotonic() + 60
+        while not [t for t in store.list_trials("frozen") if t.worker_id == "cold"]:
+            assert time.monotonic() < deadline, "the worker never got a trial"
+            time.sleep(0.05)
+        frozen = next(t for t in store.list_trials("frozen") if t.worker_id == "cold")
+        faultkit.freeze(workers["cold"].pid)
+        time.sleep(4 * 1.5)  # well past the lease and the sweeper's pass
+        lost = store.list_attempts("frozen", frozen.number)[frozen.attempt - 1]
+        assert lost.state is AttemptState.LOST, lost
+        faultkit.thaw(workers["cold"].pid)
+        codes = {wid: proc.wait(90) for wid, proc in workers.items()}
+        logs = {wid: (tmp_path / f"{wid}.log").read_text()[-2000:] for wid in workers}
+        assert codes == {"cold": 0, "warm": 0}, logs
+        trials = store.list_trials("frozen")
+        assert [(t.number, t.state) for t in trials] == [
+            (n, TrialState.COMPLETED) for n in range(6)
+        ]
+        for trial in trials:
+            attempts = store.list_attempts("frozen", trial.number)
+            completed = [a for a in attempts if a.state is AttemptState.COMPLETED]
+            assert len(completed) == 1 and completed[0].attempt == trial.attempt, attempts
+            expected = 2 if trial.number == frozen.number else 1
+            assert len(attempts) <= expected, (trial, attempts)
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                faultkit.thaw(proc.pid)
+                proc.kill()
+            proc.wait(10)
