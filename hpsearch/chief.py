@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
-from hpsearch.errors import HpsearchError, NotFoundError
+from hpsearch.errors import HpsearchError, InvalidArgumentError, NotFoundError
 from hpsearch.oracle import DEFAULT_HOLD_SECONDS, Oracle
 from hpsearch.records import Study, StudyState
 from hpsearch.security import ServerSecurity, is_loopback
@@ -397,23 +397,28 @@ class Chief:
 
 
 def resolve_study(oracle: Oracle, study: str) -> Study:
-    """A study file is created (or resumed, when its name exists); a name must exist."""
+    """A study file is created, or resumed when its name exists: then the file's safe
+    changes (budget, leases, early stopping, new parameters) are applied, and any other
+    change is refused with what to run instead.  A name must exist."""
     path = Path(study)
     if path.suffix.lower() in (".yaml", ".yml", ".json") or path.is_file():
         config = load_study(path)
         try:
-            existing = oracle.get_study(config.name)
+            oracle.get_study(config.name)
         except NotFoundError:
             return oracle.create_study(config)
-        same_apart_from_space = existing.config.with_space(config.space) == config
-        space_kept = all(p.name in existing.config.space for p in config.space)
-        if same_apart_from_space and space_kept:
-            logger.info("study resumed study=%s", config.name)
-        else:
-            logger.warning(
-                "study exists with a different declaration; resuming the stored one study=%s",
+        try:
+            existing, changes = oracle.update_study(config.name, config)
+        except InvalidArgumentError as refused:
+            raise InvalidArgumentError(f"{path}: {refused}") from None
+        if changes:
+            logger.info(
+                "study resumed with the file's changes study=%s changes=%r",
                 config.name,
+                [str(c) for c in changes],
             )
+        else:
+            logger.info("study resumed study=%s", config.name)
         return existing
     try:
         return oracle.get_study(study)

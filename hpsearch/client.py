@@ -30,7 +30,7 @@ import grpc
 from hpsearch.errors import InvalidArgumentError
 from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
-from hpsearch.records import Study, Trial, TrialState
+from hpsearch.records import Annotations, Study, Trial, TrialState
 from hpsearch.security import (
     TLS_CA_ENV,
     TLS_CLIENT_CERT_ENV,
@@ -39,14 +39,18 @@ from hpsearch.security import (
     env_path,
     read_token,
 )
-from hpsearch.space import StudyConfig, dumps_study
+from hpsearch.space import ParamValue, StudyConfig, dumps_study
+from hpsearch.space.lifecycle import StudyChange
 from hpsearch.wire import (
     MAX_RECEIVE_BYTES,
     MAX_SEND_BYTES,
     TRIAL_STATE_TO_PROTO,
+    annotations_from_proto,
+    change_from_proto,
     error_from_rpc,
     study_from_proto,
     trial_from_proto,
+    value_to_proto,
 )
 
 logger = logging.getLogger(__name__)
@@ -121,14 +125,7 @@ class Client:
     # -- studies ----------------------------------------------------------------------------
     def create_study(self, config: StudyConfig | str | Path, *, exist_ok: bool = False) -> Study:
         """Create a study from a :class:`StudyConfig`, a study file path or YAML/JSON text."""
-        if isinstance(config, StudyConfig):
-            text, fmt = dumps_study(config, fmt="json"), "json"
-        elif isinstance(config, Path) or (isinstance(config, str) and _is_file(config)):
-            path = Path(config)
-            text = path.read_text(encoding="utf-8")
-            fmt = "json" if path.suffix.lower() == ".json" else "yaml"
-        else:
-            text, fmt = str(config), "yaml"
+        text, fmt = _study_text(config)
         request = pb2.CreateStudyRequest(config=text, format=fmt, exist_ok=exist_ok)
         return study_from_proto(self._call(self._stub.CreateStudy, request))
 
@@ -138,6 +135,86 @@ class Client:
     def list_studies(self) -> list[Study]:
         response = self._call(self._stub.ListStudies, pb2.ListStudiesRequest())
         return [study_from_proto(s) for s in response.studies]
+
+    # -- the study life cycle ---------------------------------------------------------------
+    def stop_study(self, name: str) -> Study:
+        """Stop a study: workers asking for trials are told it is done (stock Keras Tuner
+        workers get STOPPED), running trials are told to stop at their next heartbeat or
+        report.  :meth:`resume_study` undoes it."""
+        return study_from_proto(self._call(self._stub.StopStudy, pb2.StopStudyRequest(name=name)))
+
+    def resume_study(self, name: str) -> Study:
+        """Let a stopped study run again."""
+        request = pb2.ResumeStudyRequest(name=name)
+        return study_from_proto(self._call(self._stub.ResumeStudy, request))
+
+    def delete_study(self, name: str, *, force: bool = False) -> int:
+        """Delete a study with its trials (returns how many); refused (FailedPreconditionError)
+        while trials run, unless ``force``.  This cannot be undone."""
+        request = pb2.DeleteStudyRequest(name=name, force=force)
+        return int(self._call(self._stub.DeleteStudy, request).trials)
+
+    def update_study(
+        self,
+        name: str,
+        config: StudyConfig | str | Path | None = None,
+        *,
+        max_trials: int | None = None,
+        parallel_trials: int | None = None,
+        max_failed_trials: int | None = None,
+        max_attempts: int | None = None,
+        lease_seconds: float | None = None,
+    ) -> tuple[Study, list[StudyChange]]:
+        """Change a study in place: the given budget fields, or the safe differences of a
+        whole new declaration ``config``.  Returns the study and the changes applied;
+        InvalidArgumentError, changing nothing, when a change is not safe (the message says
+        what to do instead).  ``max_failed_trials`` < 0 removes that limit."""
+        request = pb2.UpdateStudyRequest(name=name)
+        if config is not None:
+            request.config, request.format = _study_text(config)
+        for field, value in (
+            ("max_trials", max_trials),
+            ("parallel_trials", parallel_trials),
+            ("max_failed_trials", max_failed_trials),
+            ("max_attempts", max_attempts),
+            ("lease_seconds", lease_seconds),
+        ):
+            if value is not None:
+                setattr(request, field, value)
+        response = self._call(self._stub.UpdateStudy, request)
+        return study_from_proto(response.study), [change_from_proto(c) for c in response.changes]
+
+    def annotate(
+        self,
+        study: str,
+        trial: int | None = None,
+        *,
+        note: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+    ) -> Annotations:
+        """Write on a study (or on one of its trials): ``note`` replaces the note ("" removes
+        it), ``tags`` sets tags, ``remove_tags`` removes them.  Returns what it carries now."""
+        request = pb2.AnnotateRequest(
+            study=study, set_tags=dict(tags or {}), remove_tags=list(remove_tags)
+        )
+        if trial is not None:
+            request.trial = trial
+        if note is not None:
+            request.note = note
+        return annotations_from_proto(self._call(self._stub.Annotate, request))
+
+    def enqueue(
+        self, study: str, parameter_sets: Sequence[Mapping[str, ParamValue]]
+    ) -> list[Trial]:
+        """Queue known parameter sets (warm start): they run before any suggestion of the
+        search, in this order, and count against ``max_trials``.  Returns their trials."""
+        request = pb2.EnqueueTrialsRequest(study=study)
+        for params in parameter_sets:
+            added = request.parameter_sets.add()
+            for name, value in params.items():
+                added.params[name].CopyFrom(value_to_proto(value))
+        return [trial_from_proto(t) for t in self._call(self._stub.EnqueueTrials, request).trials]
 
     # -- the worker's loop ------------------------------------------------------------------
     def ask(
@@ -265,6 +342,18 @@ class Client:
                 )
                 time.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, self.max_backoff)
+
+
+def _study_text(config: StudyConfig | str | Path) -> tuple[str, str]:
+    """A study declaration as study-file text and its format (yaml or json)."""
+    if isinstance(config, StudyConfig):
+        return dumps_study(config, fmt="json"), "json"
+    if isinstance(config, Path) or (isinstance(config, str) and _is_file(config)):
+        path = Path(config)
+        return path.read_text(encoding="utf-8"), (
+            "json" if path.suffix.lower() == ".json" else "yaml"
+        )
+    return str(config), "yaml"
 
 
 def _is_file(text: str) -> bool:

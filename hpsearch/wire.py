@@ -26,8 +26,18 @@ from hpsearch.errors import (
     UnauthenticatedError,
 )
 from hpsearch.protos import study_service_pb2 as pb2
-from hpsearch.records import Study, StudyState, StudySummary, Trial, TrialState
+from hpsearch.records import (
+    NOTE_TAG,
+    USER_TAGS_TAG,
+    Annotations,
+    Study,
+    StudyState,
+    StudySummary,
+    Trial,
+    TrialState,
+)
 from hpsearch.space import ParamValue, Rung, StudyConfig
+from hpsearch.space.lifecycle import StudyChange
 
 #: What the chief accepts in one message, and what it may send (a long trial list).
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024
@@ -103,6 +113,8 @@ def study_to_proto(study: Study, summary: StudySummary | None = None) -> pb2.Stu
         state=STUDY_STATE_TO_PROTO[study.state],
         created_at=study.created_at,
         updated_at=study.updated_at,
+        note=study.note or "",
+        tags=study.user_tags,
     )
     if summary is not None:
         for state, count in summary.counts.items():
@@ -120,6 +132,8 @@ def study_from_proto(proto: pb2.Study) -> Study:
         state=STUDY_STATE_FROM_PROTO.get(proto.state, StudyState.ACTIVE),
         created_at=proto.created_at,
         updated_at=proto.updated_at,
+        note=proto.note or None,
+        user_tags=dict(proto.tags),
     )
 
 
@@ -137,6 +151,8 @@ def trial_to_proto(study: str, trial: Trial) -> pb2.Trial:
         created_at=trial.created_at,
         started_at=trial.started_at or 0.0,
         completed_at=trial.completed_at or 0.0,
+        note=trial.note or "",
+        tags=trial.user_tags,
     )
     for name, value in trial.params.items():
         proto.params[name].CopyFrom(value_to_proto(value))
@@ -171,8 +187,38 @@ def trial_from_proto(proto: pb2.Trial) -> Trial:
         created_at=proto.created_at,
         started_at=proto.started_at or None,
         completed_at=proto.completed_at or None,
-        tags=_fidelity_tags(proto),
+        tags=_tags(proto),
     )
+
+
+def annotations_to_proto(annotations: Annotations) -> pb2.Annotations:
+    return pb2.Annotations(note=annotations.note or "", tags=annotations.tags)
+
+
+def annotations_from_proto(proto: pb2.Annotations) -> Annotations:
+    return Annotations(proto.note or None, dict(proto.tags))
+
+
+def change_to_proto(change: StudyChange) -> pb2.StudyChange:
+    return pb2.StudyChange(
+        key=change.key, old_json=json.dumps(change.old), new_json=json.dumps(change.new)
+    )
+
+
+def change_from_proto(proto: pb2.StudyChange) -> StudyChange:
+    return StudyChange(
+        proto.key, json.loads(proto.old_json or "null"), json.loads(proto.new_json or "null"), True
+    )
+
+
+def _tags(proto: pb2.Trial) -> dict[str, Any]:
+    """The trial's tags the wire carries: its budget, and what users wrote on it."""
+    tags = _fidelity_tags(proto)
+    if proto.note:
+        tags[NOTE_TAG] = proto.note
+    if proto.tags:
+        tags[USER_TAGS_TAG] = dict(proto.tags)
+    return tags
 
 
 def _fidelity_tags(proto: pb2.Trial) -> dict[str, Any]:
@@ -214,6 +260,10 @@ __all__ = [
     "STUDY_STATE_TO_PROTO",
     "TRIAL_STATE_FROM_PROTO",
     "TRIAL_STATE_TO_PROTO",
+    "annotations_from_proto",
+    "annotations_to_proto",
+    "change_from_proto",
+    "change_to_proto",
     "error_from_rpc",
     "status_of",
     "study_from_proto",

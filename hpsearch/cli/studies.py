@@ -9,6 +9,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from hpsearch.cli import lifecycle
 from hpsearch.cli.common import Subparsers, add_actions, add_format, add_storage
 from hpsearch.cli.output import emit, iso, print_json
 from hpsearch.records import Study, Trial, TrialState
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
 
 def register(subparsers: Subparsers) -> None:
     """Add ``study``, ``trials`` and ``best``."""
-    study = subparsers.add_parser("study", help="create, list and inspect studies")
+    study = subparsers.add_parser(
+        "study", help="create, list, inspect, stop, update, copy and delete studies"
+    )
     actions = add_actions(study, "study commands")
     create = actions.add_parser("create", help="create a study from a YAML or JSON file")
     create.add_argument("file", help="study file (.yaml, .yml or .json)")
@@ -38,6 +41,7 @@ def register(subparsers: Subparsers) -> None:
     add_format(show, choices=("yaml", "json"), default="yaml")
     add_storage(show)
     show.set_defaults(func=_show)
+    lifecycle.add_actions(actions)
 
     trials = subparsers.add_parser("trials", help="list a study's trials")
     trials.add_argument("name", help="study name")
@@ -122,6 +126,7 @@ def _show(args: argparse.Namespace) -> int:
     study = store.get_study(args.name)
     counts = store.count_trials(args.name)
     best = store.best_trials(args.name, 1)
+    warm = _warm_start(store, study)
     if args.format == "json":
         print_json(
             {
@@ -130,11 +135,23 @@ def _show(args: argparse.Namespace) -> int:
                 "created_at": iso(study.created_at),
                 "trials": {state.value: n for state, n in counts.items()},
                 "best": _trial_row(best[0], study) if best else None,
+                "note": study.note,
+                "tags": study.user_tags,
+                "warm_start": warm,
             }
         )
         return 0
     sys.stdout.write(dumps_study(study.config))
     print(f"# state: {study.state.value}, created {iso(study.created_at)}")
+    if study.note:
+        print("# note: " + study.note.replace("\n", "\n#   "))
+    if study.user_tags:
+        print("# tags: " + ", ".join(f"{k}={v}" for k, v in sorted(study.user_tags.items())))
+    if warm is not None:
+        print(
+            f"# warm start: {warm['used']} completed trials of study {warm['study']!r} "
+            f"in the search's history ({warm['skipped']} outside this space)"
+        )
     print(
         "# trials: "
         + (", ".join(f"{s.value.lower()} {n}" for s, n in counts.items() if n) or "none yet")
@@ -145,6 +162,27 @@ def _show(args: argparse.Namespace) -> int:
             f"{json.dumps(best[0].params)}"
         )
     return 0
+
+
+def _warm_start(store: Store, study: Study) -> dict[str, Any] | None:
+    """How many completed trials of the warm-start study this study's search starts from
+    (the oracle's rule: :func:`hpsearch.space.lifecycle.fit_to_space`)."""
+    from hpsearch.errors import NotFoundError
+    from hpsearch.space.lifecycle import fit_to_space
+
+    source = study.config.warm_start
+    if source is None:
+        return None
+    try:
+        completed = store.list_trials(source.study, states=[TrialState.COMPLETED])
+    except NotFoundError:
+        return {"study": source.study, "used": 0, "skipped": 0, "missing": True}
+    used = sum(
+        1
+        for t in completed
+        if t.value is not None and fit_to_space(t.params, study.config.space) is not None
+    )
+    return {"study": source.study, "used": used, "skipped": len(completed) - used}
 
 
 def _best(args: argparse.Namespace) -> int:
@@ -193,4 +231,5 @@ def _trial_row(trial: Trial, study: Study) -> dict[str, Any]:
     row["duration_s"] = None if duration is None else round(duration, 3)
     if trial.failure_message:
         row["failure"] = trial.failure_message
+    row.update(lifecycle.annotation_rows(trial.note, trial.user_tags))
     return row

@@ -8,14 +8,22 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from hpsearch.errors import InvalidArgumentError, StaleAttemptError
+from hpsearch.errors import InvalidArgumentError, NotFoundError, StaleAttemptError
 from hpsearch.oracle.answers import AskResult, LeaseAnswer
 from hpsearch.oracle.mirror import StudyMirror, log_trial
 from hpsearch.oracle.scheduler import Scheduler
 from hpsearch.oracle.stopping import Stopping
 from hpsearch.oracle.suggester import Suggester
-from hpsearch.records import MeasurementRecord, Study, StudySummary, Trial, TrialState
+from hpsearch.records import (
+    Annotations,
+    MeasurementRecord,
+    Study,
+    StudySummary,
+    Trial,
+    TrialState,
+)
 from hpsearch.space import Space, StudyConfig, finite_metrics
+from hpsearch.space.lifecycle import StudyChange
 from hpsearch.store.api import Store
 
 logger = logging.getLogger(__name__)
@@ -130,6 +138,67 @@ class Oracle:
         logger.info("space updated study=%s added=%s", name, ",".join(p.name for p in extra))
         self._suggester.wake()
         return study.config
+
+    # -- the study life cycle (see the README's "Study life cycle") ------------------------
+    def stop_study(self, name: str) -> Study:
+        """Stop a study: asks answer DONE (Keras Tuner workers: STOPPED), running trials
+        are told to stop at their next heartbeat or report."""
+        study = self.store.stop_study(name)
+        self._adopt(study)
+        return study
+
+    def resume_study(self, name: str) -> Study:
+        """A stopped study runs again (a completed one needs a larger budget instead)."""
+        study = self.store.resume_study(name)
+        self._adopt(study)
+        return study
+
+    def update_study(self, name: str, config: StudyConfig) -> tuple[Study, list[StudyChange]]:
+        """Apply the safe changes of ``config`` (:meth:`hpsearch.store.Store.update_study`);
+        the study's mirror takes them at once."""
+        study, changes = self.store.update_study(name, config)
+        if changes:
+            self._adopt(study)
+        return study, changes
+
+    def delete_study(self, name: str, *, force: bool = False) -> int:
+        """Delete a study and everything in it; returns how many trials went.  Refused
+        while trials run unless ``force``."""
+        trials = self.store.delete_study(name, if_idle=not force)
+        self._forget(name)
+        return trials
+
+    def annotate(
+        self,
+        study: str,
+        trial: int | None = None,
+        *,
+        note: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+    ) -> Annotations:
+        """Set the note and tags of a study, or of one of its trials."""
+        if trial is None:
+            return self.store.annotate_study(study, note=note, tags=tags, remove_tags=remove_tags)
+        return self.store.annotate_trial(
+            study, trial, note=note, tags=tags, remove_tags=remove_tags
+        )
+
+    def enqueue(self, study: str, params: Sequence[Mapping[str, object]]) -> list[Trial]:
+        """Queue known parameter sets; they are handed out before any suggestion."""
+        mirror = self._mirror(study)
+        with mirror.cond:
+            room = mirror.config.budget.max_trials - mirror.total
+            if len(params) > room:  # counts the trials being inserted right now too
+                raise InvalidArgumentError(
+                    f"study {study!r} has room for {max(room, 0)} more trials and "
+                    f"{len(params)} were given; raise max_trials first"
+                )
+            trials = self.store.enqueue_trials(study, params)
+            mirror.total += len(trials)
+            mirror.waiting += len(trials)
+            mirror.cond.notify_all()
+        return trials
 
     # -- trials ---------------------------------------------------------------------------
     def ask(
@@ -334,6 +403,13 @@ class Oracle:
                 return []  # handed out by this chief and nothing reported yet
         return [m for m in self.store.list_measurements(study, number) if m.attempt == attempt]
 
+    def record_artifacts(
+        self, study: str, number: int, attempt: int, artifacts: Mapping[str, str]
+    ) -> Trial:
+        """Keep where an attempt's files are (model, checkpoint and log directories, its
+        output log) in its trial's tags, for the dashboard."""
+        return self.store.record_artifacts(study, number, attempt, artifacts)
+
     def refill(self, study: str) -> bool:
         """Compute the study's next suggestions now, on this thread, if its buffer needs
         them; True when it did.  For a program that drives the oracle without starting
@@ -373,6 +449,25 @@ class Oracle:
                 self._suggester.wake()
         return mirror
 
+    def _adopt(self, study: Study) -> None:
+        mirror = self._studies.get(study.name)
+        if mirror is None:
+            return
+        with mirror.cond:
+            mirror.adopt(study)
+        self._suggester.wake()
+
+    def _forget(self, name: str, mirror: StudyMirror | None = None) -> None:
+        """Drop a deleted study's mirror (``mirror``: only if it is still that one)."""
+        with self._registry_lock:
+            found = self._studies.get(name)
+            if found is None or (mirror is not None and found is not mirror):
+                return
+            del self._studies[name]
+        with found.cond:
+            found.forget()
+        logger.info("study forgotten: deleted study=%s", name)
+
     def _note_renewal(self, mirror: StudyMirror, trial: Trial, attempt: int) -> None:
         with mirror.cache_lock:
             mirror.renewed_at[trial.number] = (attempt, time.monotonic())
@@ -403,8 +498,11 @@ class Oracle:
                 self.sweep()
                 if time.monotonic() - last_resync >= self.resync_seconds:
                     last_resync = time.monotonic()
-                    for mirror in list(self._studies.values()):
-                        mirror.resync(self.store)
+                    for name, mirror in list(self._studies.items()):
+                        try:
+                            mirror.resync(self.store)
+                        except NotFoundError:  # deleted behind the chief (the CLI)
+                            self._forget(name, mirror)
             except Exception:  # keep sweeping through a database hiccup
                 logger.exception("lease sweep failed")
 

@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from hpsearch.errors import NotFoundError
 from hpsearch.records import MeasurementRecord, Study, StudyState, Trial, TrialState
 from hpsearch.search import Algorithm, Observation, get_algorithm
 from hpsearch.search.encoding import params_key
-from hpsearch.space import Params, Rung
+from hpsearch.space import Params, Rung, StudyConfig
+from hpsearch.space.lifecycle import fit_to_space
 from hpsearch.store.api import Store
 
 logger = logging.getLogger(__name__)
@@ -146,10 +148,11 @@ class StudyMirror:
         ``load_history`` also the completed history and the algorithm's kept state."""
         with self.cond:
             study = store.get_study(self.name)
+            if study.id != self.study_id:  # deleted, and another study took the name
+                raise NotFoundError(f"study {self.name!r} was deleted")
             counts = store.count_trials(self.name)
             running = store.list_trials(self.name, states=[TrialState.RUNNING])
-            self.config = study.config
-            self.state = study.state
+            self.adopt(study)
             self.total = sum(counts.values()) + self.reserved_new  # inserts in flight
             self.waiting = counts.get(TrialState.WAITING, 0)
             self.completed = counts.get(TrialState.COMPLETED, 0)
@@ -173,13 +176,30 @@ class StudyMirror:
             if load_history:
                 completed = store.list_trials(self.name, states=[TrialState.COMPLETED])
                 self.completed_numbers = {t.number for t in completed}
-                self.history = [
+                self.history = warm_start_history(store, self.config) + [
                     _observation(t, t.params) for t in completed if t.value is not None
                 ]
                 self.search_state = self.algorithm.state_of(self.history)
                 if self.schedule is not None:
                     self._replay_schedule(store)
             self.cond.notify_all()
+
+    def adopt(self, study: Study) -> None:
+        """Take the study's stored declaration and state (``cond`` held): a change made
+        through the oracle, or one found in SQL (the CLI writes there directly).  A space
+        that grew makes the ready suggestions stale."""
+        if study.config.space != self.config.space:
+            self.buffer.clear()
+            self.space_version += 1
+        self.config = study.config
+        self.state = study.state
+        self.cond.notify_all()
+
+    def forget(self) -> None:
+        """The study was deleted: asks held on it answer DONE (``cond`` held)."""
+        self.state = StudyState.STOPPED
+        self.buffer.clear()
+        self.cond.notify_all()
 
     def record_start(self, trial: Trial) -> None:
         """A trial handed out by this chief (``cond`` held)."""
@@ -297,6 +317,44 @@ class StudyMirror:
         }
 
 
+def warm_start_history(store: Store, config: StudyConfig) -> list[Observation]:
+    """The observations a study's ``warm_start`` gives its search: the completed trials of
+    the other study (read now) whose parameters fit this study's space
+    (:func:`hpsearch.space.lifecycle.fit_to_space`).  They come first in the history and
+    are not trials of this study: they count against no budget and appear in no listing."""
+    source = config.warm_start
+    if source is None:
+        return []
+    try:
+        other = store.get_study(source.study)
+    except NotFoundError:
+        logger.warning("warm start skipped: no study %r here study=%s", source.study, config.name)
+        return []
+    if other.config.metric != config.metric:
+        logger.warning(
+            "warm start skipped: study %r has another metric study=%s", source.study, config.name
+        )
+        return []
+    observations, skipped = [], 0
+    for trial in store.list_trials(source.study, states=[TrialState.COMPLETED]):
+        params = fit_to_space(trial.params, config.space)
+        if params is None or trial.value is None:
+            skipped += 1
+            continue
+        if config.fidelity is None:
+            observations.append(Observation(params, trial.value))
+        else:  # a multi-fidelity study: the epochs the other trial trained, if it says
+            observations.append(_observation(trial, params))
+    logger.info(
+        "warm start study=%s from=%s trials=%d skipped=%d",
+        config.name,
+        source.study,
+        len(observations),
+        skipped,
+    )
+    return observations
+
+
 def _observation(trial: Trial, params: Params) -> Observation:
     assert trial.value is not None
     rung = Rung.from_tags(trial.tags)
@@ -318,4 +376,4 @@ def log_trial(trial: Trial, study: str, *, event: str, attempt: int | None = Non
     )
 
 
-__all__ = ["StudyMirror", "log_trial"]
+__all__ = ["StudyMirror", "log_trial", "warm_start_history"]

@@ -239,7 +239,12 @@ class Scheduler:
         if reason is None:
             return False
         if not mirror.finished:
-            self.store.set_study_state(mirror.name, StudyState.COMPLETED)
+            study = self.store.finish_study(mirror.name, mirror.config)
+            if study.state is not StudyState.COMPLETED:
+                # Changed since this chief last read it (a raised budget, a stop): take the
+                # stored study; the next call decides again under it.
+                mirror.adopt(study)
+                return mirror.finished
             mirror.state = StudyState.COMPLETED
             mirror.buffer.clear()
             logger.info(

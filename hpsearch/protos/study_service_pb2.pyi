@@ -49,7 +49,7 @@ class Value(_message.Message):
     def __init__(self, double_value: _Optional[float] = ..., int_value: _Optional[int] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ...) -> None: ...
 
 class Study(_message.Message):
-    __slots__ = ("name", "config_json", "state", "created_at", "updated_at", "trial_counts", "best_value")
+    __slots__ = ("name", "config_json", "state", "created_at", "updated_at", "trial_counts", "best_value", "note", "tags")
     class TrialCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,13 @@ class Study(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +71,8 @@ class Study(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     TRIAL_COUNTS_FIELD_NUMBER: _ClassVar[int]
     BEST_VALUE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     config_json: str
     state: StudyState
@@ -71,10 +80,12 @@ class Study(_message.Message):
     updated_at: float
     trial_counts: _containers.ScalarMap[str, int]
     best_value: float
-    def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ..., state: _Optional[_Union[StudyState, str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., trial_counts: _Optional[_Mapping[str, int]] = ..., best_value: _Optional[float] = ...) -> None: ...
+    note: str
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ..., state: _Optional[_Union[StudyState, str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., trial_counts: _Optional[_Mapping[str, int]] = ..., best_value: _Optional[float] = ..., note: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Trial(_message.Message):
-    __slots__ = ("study", "number", "state", "params", "attempt", "worker_id", "lease_expires_at", "value", "metrics", "failure_message", "created_at", "started_at", "completed_at", "study_id", "fidelity")
+    __slots__ = ("study", "number", "state", "params", "attempt", "worker_id", "lease_expires_at", "value", "metrics", "failure_message", "created_at", "started_at", "completed_at", "study_id", "fidelity", "note", "tags")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +100,13 @@ class Trial(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     STUDY_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +122,8 @@ class Trial(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     STUDY_ID_FIELD_NUMBER: _ClassVar[int]
     FIDELITY_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     study: str
     number: int
     state: TrialState
@@ -119,7 +139,9 @@ class Trial(_message.Message):
     completed_at: float
     study_id: int
     fidelity: Fidelity
-    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, Value]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., lease_expires_at: _Optional[float] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_message: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., study_id: _Optional[int] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ...) -> None: ...
+    note: str
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, Value]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., lease_expires_at: _Optional[float] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_message: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., study_id: _Optional[int] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ..., note: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Fidelity(_message.Message):
     __slots__ = ("epochs", "initial_epoch", "bracket", "round", "parent")
@@ -306,3 +328,124 @@ class TrialList(_message.Message):
     TRIALS_FIELD_NUMBER: _ClassVar[int]
     trials: _containers.RepeatedCompositeFieldContainer[Trial]
     def __init__(self, trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ...) -> None: ...
+
+class StopStudyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ResumeStudyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteStudyRequest(_message.Message):
+    __slots__ = ("name", "force")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class DeleteStudyResponse(_message.Message):
+    __slots__ = ("trials",)
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    trials: int
+    def __init__(self, trials: _Optional[int] = ...) -> None: ...
+
+class UpdateStudyRequest(_message.Message):
+    __slots__ = ("name", "config", "format", "max_trials", "parallel_trials", "max_failed_trials", "max_attempts", "lease_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    MAX_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAILED_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    config: str
+    format: str
+    max_trials: int
+    parallel_trials: int
+    max_failed_trials: int
+    max_attempts: int
+    lease_seconds: float
+    def __init__(self, name: _Optional[str] = ..., config: _Optional[str] = ..., format: _Optional[str] = ..., max_trials: _Optional[int] = ..., parallel_trials: _Optional[int] = ..., max_failed_trials: _Optional[int] = ..., max_attempts: _Optional[int] = ..., lease_seconds: _Optional[float] = ...) -> None: ...
+
+class StudyChange(_message.Message):
+    __slots__ = ("key", "old_json", "new_json")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OLD_JSON_FIELD_NUMBER: _ClassVar[int]
+    NEW_JSON_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    old_json: str
+    new_json: str
+    def __init__(self, key: _Optional[str] = ..., old_json: _Optional[str] = ..., new_json: _Optional[str] = ...) -> None: ...
+
+class UpdateStudyResponse(_message.Message):
+    __slots__ = ("study", "changes")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    study: Study
+    changes: _containers.RepeatedCompositeFieldContainer[StudyChange]
+    def __init__(self, study: _Optional[_Union[Study, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[StudyChange, _Mapping]]] = ...) -> None: ...
+
+class AnnotateRequest(_message.Message):
+    __slots__ = ("study", "trial", "note", "set_tags", "remove_tags")
+    class SetTagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    SET_TAGS_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_TAGS_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    trial: int
+    note: str
+    set_tags: _containers.ScalarMap[str, str]
+    remove_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, study: _Optional[str] = ..., trial: _Optional[int] = ..., note: _Optional[str] = ..., set_tags: _Optional[_Mapping[str, str]] = ..., remove_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Annotations(_message.Message):
+    __slots__ = ("note", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    note: str
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, note: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ParameterSet(_message.Message):
+    __slots__ = ("params",)
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    params: _containers.MessageMap[str, Value]
+    def __init__(self, params: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+
+class EnqueueTrialsRequest(_message.Message):
+    __slots__ = ("study", "parameter_sets")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_SETS_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    parameter_sets: _containers.RepeatedCompositeFieldContainer[ParameterSet]
+    def __init__(self, study: _Optional[str] = ..., parameter_sets: _Optional[_Iterable[_Union[ParameterSet, _Mapping]]] = ...) -> None: ...

@@ -84,6 +84,36 @@ class StudyServiceStub:
                 request_serializer=hpsearch_dot_protos_dot_study__service__pb2.ListTrialsRequest.SerializeToString,
                 response_deserializer=hpsearch_dot_protos_dot_study__service__pb2.TrialList.FromString,
                 _registered_method=True)
+        self.StopStudy = channel.unary_unary(
+                '/hpsearch.v1.StudyService/StopStudy',
+                request_serializer=hpsearch_dot_protos_dot_study__service__pb2.StopStudyRequest.SerializeToString,
+                response_deserializer=hpsearch_dot_protos_dot_study__service__pb2.Study.FromString,
+                _registered_method=True)
+        self.ResumeStudy = channel.unary_unary(
+                '/hpsearch.v1.StudyService/ResumeStudy',
+                request_serializer=hpsearch_dot_protos_dot_study__service__pb2.ResumeStudyRequest.SerializeToString,
+                response_deserializer=hpsearch_dot_protos_dot_study__service__pb2.Study.FromString,
+                _registered_method=True)
+        self.DeleteStudy = channel.unary_unary(
+                '/hpsearch.v1.StudyService/DeleteStudy',
+                request_serializer=hpsearch_dot_protos_dot_study__service__pb2.DeleteStudyRequest.SerializeToString,
+                response_deserializer=hpsearch_dot_protos_dot_study__service__pb2.DeleteStudyResponse.FromString,
+                _registered_method=True)
+        self.UpdateStudy = channel.unary_unary(
+                '/hpsearch.v1.StudyService/UpdateStudy',
+                request_serializer=hpsearch_dot_protos_dot_study__service__pb2.UpdateStudyRequest.SerializeToString,
+                response_deserializer=hpsearch_dot_protos_dot_study__service__pb2.UpdateStudyResponse.FromString,
+                _registered_method=True)
+        self.Annotate = channel.unary_unary(
+                '/hpsearch.v1.StudyService/Annotate',
+                request_serializer=hpsearch_dot_protos_dot_study__service__pb2.AnnotateRequest.SerializeToString,
+                response_deserializer=hpsearch_dot_protos_dot_study__service__pb2.Annotations.FromString,
+                _registered_method=True)
+        self.EnqueueTrials = channel.unary_unary(
+                '/hpsearch.v1.StudyService/EnqueueTrials',
+                request_serializer=hpsearch_dot_protos_dot_study__service__pb2.EnqueueTrialsRequest.SerializeToString,
+                response_deserializer=hpsearch_dot_protos_dot_study__service__pb2.TrialList.FromString,
+                _registered_method=True)
 
 
 class StudyServiceServicer:
@@ -149,6 +179,42 @@ class StudyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StopStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Annotate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueTrials(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StudyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -200,6 +266,36 @@ def add_StudyServiceServicer_to_server(servicer, server):
             'ListTrials': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTrials,
                     request_deserializer=hpsearch_dot_protos_dot_study__service__pb2.ListTrialsRequest.FromString,
+                    response_serializer=hpsearch_dot_protos_dot_study__service__pb2.TrialList.SerializeToString,
+            ),
+            'StopStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopStudy,
+                    request_deserializer=hpsearch_dot_protos_dot_study__service__pb2.StopStudyRequest.FromString,
+                    response_serializer=hpsearch_dot_protos_dot_study__service__pb2.Study.SerializeToString,
+            ),
+            'ResumeStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeStudy,
+                    request_deserializer=hpsearch_dot_protos_dot_study__service__pb2.ResumeStudyRequest.FromString,
+                    response_serializer=hpsearch_dot_protos_dot_study__service__pb2.Study.SerializeToString,
+            ),
+            'DeleteStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStudy,
+                    request_deserializer=hpsearch_dot_protos_dot_study__service__pb2.DeleteStudyRequest.FromString,
+                    response_serializer=hpsearch_dot_protos_dot_study__service__pb2.DeleteStudyResponse.SerializeToString,
+            ),
+            'UpdateStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStudy,
+                    request_deserializer=hpsearch_dot_protos_dot_study__service__pb2.UpdateStudyRequest.FromString,
+                    response_serializer=hpsearch_dot_protos_dot_study__service__pb2.UpdateStudyResponse.SerializeToString,
+            ),
+            'Annotate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Annotate,
+                    request_deserializer=hpsearch_dot_protos_dot_study__service__pb2.AnnotateRequest.FromString,
+                    response_serializer=hpsearch_dot_protos_dot_study__service__pb2.Annotations.SerializeToString,
+            ),
+            'EnqueueTrials': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueTrials,
+                    request_deserializer=hpsearch_dot_protos_dot_study__service__pb2.EnqueueTrialsRequest.FromString,
                     response_serializer=hpsearch_dot_protos_dot_study__service__pb2.TrialList.SerializeToString,
             ),
     }
@@ -472,6 +568,168 @@ class StudyService:
             target,
             '/hpsearch.v1.StudyService/ListTrials',
             hpsearch_dot_protos_dot_study__service__pb2.ListTrialsRequest.SerializeToString,
+            hpsearch_dot_protos_dot_study__service__pb2.TrialList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpsearch.v1.StudyService/StopStudy',
+            hpsearch_dot_protos_dot_study__service__pb2.StopStudyRequest.SerializeToString,
+            hpsearch_dot_protos_dot_study__service__pb2.Study.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpsearch.v1.StudyService/ResumeStudy',
+            hpsearch_dot_protos_dot_study__service__pb2.ResumeStudyRequest.SerializeToString,
+            hpsearch_dot_protos_dot_study__service__pb2.Study.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpsearch.v1.StudyService/DeleteStudy',
+            hpsearch_dot_protos_dot_study__service__pb2.DeleteStudyRequest.SerializeToString,
+            hpsearch_dot_protos_dot_study__service__pb2.DeleteStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpsearch.v1.StudyService/UpdateStudy',
+            hpsearch_dot_protos_dot_study__service__pb2.UpdateStudyRequest.SerializeToString,
+            hpsearch_dot_protos_dot_study__service__pb2.UpdateStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Annotate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpsearch.v1.StudyService/Annotate',
+            hpsearch_dot_protos_dot_study__service__pb2.AnnotateRequest.SerializeToString,
+            hpsearch_dot_protos_dot_study__service__pb2.Annotations.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueTrials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpsearch.v1.StudyService/EnqueueTrials',
+            hpsearch_dot_protos_dot_study__service__pb2.EnqueueTrialsRequest.SerializeToString,
             hpsearch_dot_protos_dot_study__service__pb2.TrialList.FromString,
             options,
             channel_credentials,

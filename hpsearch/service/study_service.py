@@ -12,8 +12,16 @@ from hpsearch.oracle import AskStatus, Oracle
 from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
 from hpsearch.service.errors import rpc
-from hpsearch.space import finite_metrics, loads_study
-from hpsearch.wire import TRIAL_STATE_FROM_PROTO, study_to_proto, trial_to_proto
+from hpsearch.space import StudyConfig, finite_metrics, loads_study
+from hpsearch.space.lifecycle import with_updates
+from hpsearch.wire import (
+    TRIAL_STATE_FROM_PROTO,
+    annotations_to_proto,
+    change_to_proto,
+    study_to_proto,
+    trial_to_proto,
+    value_from_proto,
+)
 
 MAX_METRICS = 256
 MAX_LIST = 10_000
@@ -35,10 +43,7 @@ class StudyServicer(pb2_grpc.StudyServiceServicer):
     def CreateStudy(
         self, request: pb2.CreateStudyRequest, context: grpc.ServicerContext
     ) -> pb2.Study:
-        fmt = (request.format or "yaml").lower()
-        if fmt not in ("yaml", "json"):
-            raise InvalidArgumentError(f"format must be yaml or json, got {request.format!r}")
-        config = loads_study(request.config, fmt=fmt, source="the CreateStudy request")
+        config = _study_file(request.config, request.format, "the CreateStudy request")
         study = self.oracle.create_study(config, exist_ok=request.exist_ok)
         return study_to_proto(study)
 
@@ -157,6 +162,100 @@ class StudyServicer(pb2_grpc.StudyServiceServicer):
             study, states=states or None, offset=request.offset, limit=limit
         )
         return pb2.TrialList(trials=[trial_to_proto(study, t) for t in trials])
+
+    @rpc
+    def RecordArtifacts(
+        self, request: pb2.RecordArtifactsRequest, context: grpc.ServicerContext
+    ) -> pb2.Trial:
+        study = _required(request.study, "study")
+        trial = self.oracle.record_artifacts(
+            study, request.number, request.attempt, dict(request.artifacts)
+        )
+        return trial_to_proto(study, trial)
+
+    # -- the study life cycle ---------------------------------------------------------------
+    @rpc
+    def StopStudy(self, request: pb2.StopStudyRequest, context: grpc.ServicerContext) -> pb2.Study:
+        return study_to_proto(self.oracle.stop_study(_required(request.name, "name")))
+
+    @rpc
+    def ResumeStudy(
+        self, request: pb2.ResumeStudyRequest, context: grpc.ServicerContext
+    ) -> pb2.Study:
+        return study_to_proto(self.oracle.resume_study(_required(request.name, "name")))
+
+    @rpc
+    def DeleteStudy(
+        self, request: pb2.DeleteStudyRequest, context: grpc.ServicerContext
+    ) -> pb2.DeleteStudyResponse:
+        name = _required(request.name, "name")
+        return pb2.DeleteStudyResponse(trials=self.oracle.delete_study(name, force=request.force))
+
+    @rpc
+    def UpdateStudy(
+        self, request: pb2.UpdateStudyRequest, context: grpc.ServicerContext
+    ) -> pb2.UpdateStudyResponse:
+        name = _required(request.name, "name")
+        if request.config:
+            config = _study_file(request.config, request.format, "the UpdateStudy request")
+        else:
+            config = self.oracle.get_study(name).config
+        config = with_updates(config, _budget_fields(request))
+        study, changes = self.oracle.update_study(name, config)
+        return pb2.UpdateStudyResponse(
+            study=study_to_proto(study), changes=[change_to_proto(c) for c in changes]
+        )
+
+    @rpc
+    def Annotate(
+        self, request: pb2.AnnotateRequest, context: grpc.ServicerContext
+    ) -> pb2.Annotations:
+        annotations = self.oracle.annotate(
+            _required(request.study, "study"),
+            request.trial if request.HasField("trial") else None,
+            note=request.note if request.HasField("note") else None,
+            tags=dict(request.set_tags),
+            remove_tags=list(request.remove_tags),
+        )
+        return annotations_to_proto(annotations)
+
+    @rpc
+    def EnqueueTrials(
+        self, request: pb2.EnqueueTrialsRequest, context: grpc.ServicerContext
+    ) -> pb2.TrialList:
+        study = _required(request.study, "study")
+        if len(request.parameter_sets) > MAX_LIST:
+            raise InvalidArgumentError(
+                f"{len(request.parameter_sets)} parameter sets in one call; send at most "
+                f"{MAX_LIST}"
+            )
+        params = [
+            {name: value_from_proto(v) for name, v in p.params.items()}
+            for p in request.parameter_sets
+        ]
+        trials = self.oracle.enqueue(study, params)
+        return pb2.TrialList(trials=[trial_to_proto(study, t) for t in trials])
+
+
+def _study_file(text: str, fmt: str, source: str) -> StudyConfig:
+    fmt = (fmt or "yaml").lower()
+    if fmt not in ("yaml", "json"):
+        raise InvalidArgumentError(f"format must be yaml or json, got {fmt!r}")
+    return loads_study(text, fmt=fmt, source=source)
+
+
+def _budget_fields(request: pb2.UpdateStudyRequest) -> dict[str, Any]:
+    """The study-file keys an UpdateStudy request sets one by one."""
+    fields: dict[str, Any] = {}
+    for field in ("max_trials", "parallel_trials", "max_attempts"):
+        if request.HasField(field):
+            fields[f"budget.{field}"] = getattr(request, field)
+    if request.HasField("max_failed_trials"):
+        limit = request.max_failed_trials
+        fields["budget.max_failed_trials"] = None if limit < 0 else limit
+    if request.HasField("lease_seconds"):
+        fields["lease_seconds"] = request.lease_seconds
+    return fields
 
 
 def _required(value: str, what: str) -> str:

@@ -87,6 +87,19 @@ def study_changes(old: StudyConfig, new: StudyConfig) -> list[StudyChange]:
     return changes
 
 
+def with_updates(config: StudyConfig, updates: Mapping[str, Any]) -> StudyConfig:
+    """``config`` with study-file keys (``budget.max_trials``, ``lease_seconds``) set to
+    new values (None removes an optional one), checked as a study file is."""
+    data = config.to_dict()
+    for key, value in updates.items():
+        section, _, sub = key.partition(".")
+        if sub:
+            data[section] = {**(data.get(section) or {}), sub: value}
+        else:
+            data[key] = value
+    return StudyConfig.from_dict(data)
+
+
 def refuse_unsafe(name: str, changes: list[StudyChange]) -> None:
     """InvalidArgumentError listing the changes of ``changes`` that cannot be applied to
     study ``name`` in place, with what to run instead; nothing when all are safe."""
@@ -146,4 +159,11 @@ def _show(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": ")) if isinstance(value, Mapping) else str(value)
 
 
-__all__ = ["SAFE_KEYS", "StudyChange", "fit_to_space", "refuse_unsafe", "study_changes"]
+__all__ = [
+    "SAFE_KEYS",
+    "StudyChange",
+    "fit_to_space",
+    "refuse_unsafe",
+    "study_changes",
+    "with_updates",
+]
