@@ -254,7 +254,12 @@ def storage_error(exc: BaseException, url: URL, what: str = "operation") -> Hpse
             "(\\x00), which PostgreSQL cannot store: remove it"
         )
     if url.get_backend_name() == "sqlite":
-        if "unable to open database file" in detail or "readonly" in detail:
+        if "disk is full" in detail:
+            hint = (
+                "free space on the disk that holds the file (what is committed is kept; "
+                "writes go on once there is room)"
+            )
+        elif "unable to open database file" in detail or "readonly" in detail:
             hint = "check that the path exists and is writable, or pass another --storage"
         elif "locked" in detail or "busy" in detail:
             hint = "another process held the database too long; retry, or use PostgreSQL"
