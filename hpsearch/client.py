@@ -296,6 +296,18 @@ class Client:
             request.value = value
         return trial_from_proto(self._call(self._stub.CompleteTrial, request))
 
+    def record_artifacts(
+        self, study: str, number: int, attempt: int, artifacts: Mapping[str, str]
+    ) -> Trial:
+        """Keep where an attempt's files are in its trial's tags, which the dashboard lists:
+        tag name -> path or URI, each name ending in ``_dir``, ``_path`` or ``_uri``
+        (``model_dir``, ``checkpoint_dir``, ``log_dir``...).  StaleAttemptError once another
+        attempt holds the trial."""
+        request = pb2.RecordArtifactsRequest(
+            study=study, number=number, attempt=attempt, artifacts=dict(artifacts)
+        )
+        return trial_from_proto(self._call(self._stub.RecordArtifacts, request))
+
     # -- results ----------------------------------------------------------------------------
     def best(self, study: str, n: int = 1) -> list[Trial]:
         """The ``n`` best completed trials, best first."""

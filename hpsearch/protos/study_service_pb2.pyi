@@ -295,6 +295,25 @@ class CompleteTrialRequest(_message.Message):
     retry: bool
     def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., attempt: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., value: _Optional[float] = ..., failure_message: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
 
+class RecordArtifactsRequest(_message.Message):
+    __slots__ = ("study", "number", "attempt", "artifacts")
+    class ArtifactsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    number: int
+    attempt: int
+    artifacts: _containers.ScalarMap[str, str]
+    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., attempt: _Optional[int] = ..., artifacts: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class GetBestTrialsRequest(_message.Message):
     __slots__ = ("study", "count")
     STUDY_FIELD_NUMBER: _ClassVar[int]

@@ -84,6 +84,11 @@ class StudyServiceStub:
                 request_serializer=hpsearch_dot_protos_dot_study__service__pb2.ListTrialsRequest.SerializeToString,
                 response_deserializer=hpsearch_dot_protos_dot_study__service__pb2.TrialList.FromString,
                 _registered_method=True)
+        self.RecordArtifacts = channel.unary_unary(
+                '/hpsearch.v1.StudyService/RecordArtifacts',
+                request_serializer=hpsearch_dot_protos_dot_study__service__pb2.RecordArtifactsRequest.SerializeToString,
+                response_deserializer=hpsearch_dot_protos_dot_study__service__pb2.Trial.FromString,
+                _registered_method=True)
         self.StopStudy = channel.unary_unary(
                 '/hpsearch.v1.StudyService/StopStudy',
                 request_serializer=hpsearch_dot_protos_dot_study__service__pb2.StopStudyRequest.SerializeToString,
@@ -179,6 +184,12 @@ class StudyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordArtifacts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StopStudy(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -267,6 +278,11 @@ def add_StudyServiceServicer_to_server(servicer, server):
                     servicer.ListTrials,
                     request_deserializer=hpsearch_dot_protos_dot_study__service__pb2.ListTrialsRequest.FromString,
                     response_serializer=hpsearch_dot_protos_dot_study__service__pb2.TrialList.SerializeToString,
+            ),
+            'RecordArtifacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordArtifacts,
+                    request_deserializer=hpsearch_dot_protos_dot_study__service__pb2.RecordArtifactsRequest.FromString,
+                    response_serializer=hpsearch_dot_protos_dot_study__service__pb2.Trial.SerializeToString,
             ),
             'StopStudy': grpc.unary_unary_rpc_method_handler(
                     servicer.StopStudy,
@@ -569,6 +585,33 @@ class StudyService:
             '/hpsearch.v1.StudyService/ListTrials',
             hpsearch_dot_protos_dot_study__service__pb2.ListTrialsRequest.SerializeToString,
             hpsearch_dot_protos_dot_study__service__pb2.TrialList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordArtifacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hpsearch.v1.StudyService/RecordArtifacts',
+            hpsearch_dot_protos_dot_study__service__pb2.RecordArtifactsRequest.SerializeToString,
+            hpsearch_dot_protos_dot_study__service__pb2.Trial.FromString,
             options,
             channel_credentials,
             insecure,

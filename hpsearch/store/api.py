@@ -459,6 +459,37 @@ class Store:
 
         return self._write(body, "annotate trial")
 
+    def record_artifacts(
+        self, study: str, number: int, attempt: int, artifacts: Mapping[str, str]
+    ) -> Trial:
+        """Merge where a trial's files are into its tags (``model_dir``, ``checkpoint_dir``,
+        ``log_dir``, ``output_log_path``...: every key ends in ``_dir``, ``_path`` or
+        ``_uri``, the tags the dashboard lists as artifacts).  Refused with
+        StaleAttemptError once another attempt than ``attempt`` holds the trial: its
+        directories (possibly on another machine) are the ones that count."""
+        artifacts = _check_artifacts(artifacts)
+        args = {"b_study": study, "b_number": _check_id(number, "trial number")}
+
+        def body(conn: Connection) -> Trial:
+            row = conn.execute(self._sql.trial_for_update, args).first()
+            if row is None:
+                self._require_study(conn, study)
+                raise _no_trial(study, number)
+            trial = _trial(row)
+            if trial.attempt != attempt:
+                raise StaleAttemptError(
+                    f"trial {number} of study {study!r} is at attempt {trial.attempt}; "
+                    f"attempt {attempt} no longer records its artifacts"
+                )
+            return _trial(
+                conn.execute(
+                    self._sql.set_trial_tags,
+                    {"b_trial_id": row.id, "b_tags": {**trial.tags, **artifacts}},
+                ).one()
+            )
+
+        return self._write(body, "record artifacts")
+
     def enqueue_trials(self, study: str, params: Sequence[Mapping[str, Any]]) -> list[Trial]:
         """Queue known parameter sets as WAITING trials (tagged ``enqueued``): the chief
         hands WAITING trials out before any suggestion of the search, so they run first.
@@ -1765,6 +1796,32 @@ def _check_json(data: dict[str, Any], what: str) -> dict[str, Any]:
             f"{what} must be JSON-serializable with finite numbers: {exc}"
         ) from None
     return data
+
+
+#: How a tag naming a trial's file or directory ends; at most this many per call.
+ARTIFACT_SUFFIXES = ("_dir", "_path", "_uri")
+MAX_ARTIFACTS = 32
+
+
+def _check_artifacts(artifacts: Mapping[str, str]) -> dict[str, str]:
+    if not artifacts:
+        raise InvalidArgumentError("no artifacts given: name at least one directory or file")
+    if len(artifacts) > MAX_ARTIFACTS:
+        raise InvalidArgumentError(
+            f"{len(artifacts)} artifacts in one call; record at most {MAX_ARTIFACTS}"
+        )
+    checked = {}
+    for key, value in artifacts.items():
+        if not isinstance(key, str) or not key.endswith(ARTIFACT_SUFFIXES):
+            raise InvalidArgumentError(
+                f"artifact name {key!r} must end in _dir, _path or _uri (e.g. model_dir)"
+            )
+        if not isinstance(value, str) or not value or len(value) > 4096:
+            raise InvalidArgumentError(
+                f"artifact {key!r} must be a path or URI of 1 to 4096 characters"
+            )
+        checked[key] = value
+    return checked
 
 
 def _check_lease(lease_seconds: float | None) -> float | None:

@@ -34,6 +34,7 @@ from hpsearch.records import Study, Trial, TrialState
 from hpsearch.worker.contract import (
     MetricFileReader,
     Report,
+    TrialDirs,
     budget_flags,
     final_measurement,
     seed_checkpoint,
@@ -184,6 +185,7 @@ class Worker:
                 seed_checkpoint(_join(self.options.output_dir, study.name), rung, dirs),
             )
         env = trial_env(dirs, trial_id, cuda_visible_devices=devices)
+        self._record_artifacts(study, trial, dirs, log_path)
         log.info(
             "trial starting study=%s trial=%d attempt=%d worker=%s devices=%s log=%s",
             study.name,
@@ -268,6 +270,27 @@ class Worker:
             )
         metrics = {k: v for k, v in final.metrics.items() if math.isfinite(v)}
         return self._tell(study, trial, TrialState.COMPLETED, value=value, metrics=metrics)
+
+    def _record_artifacts(
+        self, study: Study, trial: Trial, dirs: TrialDirs, log_path: Path
+    ) -> None:
+        """Tell the chief where this attempt writes, so the dashboard lists it; a chief that
+        cannot keep it (an older one, or the attempt was taken over) costs the listing only."""
+        artifacts = {
+            "model_dir": _absolute(dirs.model),
+            "checkpoint_dir": _absolute(dirs.checkpoints),
+            "log_dir": _absolute(dirs.logs),
+            "output_log_path": str(log_path.resolve()),
+        }
+        try:
+            self.client.record_artifacts(study.name, trial.number, trial.attempt, artifacts)
+        except HpsearchError as error:
+            log.warning(
+                "artifacts not recorded study=%s trial=%d error=%s",
+                study.name,
+                trial.number,
+                error,
+            )
 
     def _watch(
         self,
@@ -440,6 +463,14 @@ def _scratch_dir(output_dir: str) -> Path:
     if "://" in output_dir:
         return Path(tempfile.gettempdir()) / "hpsearch-worker"
     return Path(output_dir) / ".hpsearch"
+
+
+def _absolute(path: str) -> str:
+    """A local directory as an absolute path (with Vertex AI's trailing slash); a ``gs://``
+    URI as it is."""
+    if "://" in path:
+        return path
+    return str(Path(path).resolve()) + "/"
 
 
 def _join(base: str, *parts: str) -> str:
