@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Select
 
 from hpsearch.dashboard import analysis
 from hpsearch.errors import InvalidArgumentError, NotFoundError
-from hpsearch.records import TrialState
+from hpsearch.records import NOTE_TAG, USER_TAGS_TAG, TrialState
 from hpsearch.space import Goal, Rung, StudyConfig
 from hpsearch.store.reads import Reads, count_trials, reads, trial_filter, trial_numbers
 
@@ -54,6 +54,8 @@ class StudyRef:
     config: StudyConfig
     created_at: float
     updated_at: float
+    note: str | None = None
+    tags: Mapping[str, str] | None = None
 
     @property
     def maximize(self) -> bool:
@@ -159,6 +161,8 @@ def study_detail(engine: Engine, name: str) -> dict[str, Any]:
         "config": ref.config.to_dict(),
         "created_at": ref.created_at,
         "updated_at": ref.updated_at,
+        "note": ref.note,
+        "tags": dict(ref.tags or {}),
         "trials": by_state,
         "total_trials": sum(by_state.values()),
         "workers_alive": alive,
@@ -375,6 +379,8 @@ def trial_detail(engine: Engine, name: str, number: int) -> dict[str, Any]:
         "attempts": attempts,
         "measurements": measurements,
         "tags": tags,
+        "note": tags.get(NOTE_TAG) if isinstance(tags.get(NOTE_TAG), str) else None,
+        "user_tags": tags.get(USER_TAGS_TAG) or {},
         "artifacts": artifacts(tags),
         "now": now,
     }
@@ -467,6 +473,8 @@ def _ref(row: Any) -> StudyRef:
         config=StudyConfig.from_dict(row.config),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        note=row.note,
+        tags=row.tags,
     )
 
 

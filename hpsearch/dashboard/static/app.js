@@ -248,6 +248,7 @@ function studyView(main, name) {
                   order: "desc", states: new Set(), filters: [], heavyAt: 0, params: null,
                   slice: null, cx: null, cy: null, metric: null, stopped: false };
   const cards = h("div", { className: "cards", id: "study-cards" });
+  const notesEl = h("div", { id: "study-notes" });
   const historyEl = h("div", { className: "plot", id: "history-plot" });
   const interEl = h("div", { className: "plot", id: "intermediate-plot" });
   const parcoordsEl = h("div", { className: "plot tall", id: "parcoords-plot" });
@@ -300,7 +301,7 @@ function studyView(main, name) {
 
   main.append(
     h("div", { className: "crumbs" }, h("a", { href: "#/" }, "Studies"), " / ", name),
-    h("h1", { id: "study-name" }, name), cards,
+    h("h1", { id: "study-name" }, name), cards, notesEl,
     h("div", { className: "grid2" },
       h("div", { className: "panel" }, h("h2", {}, "Optimization history"), historyEl,
         h("div", { className: "note", id: "history-note" })),
@@ -334,6 +335,7 @@ function studyView(main, name) {
       ...STATES.map((st) => card(st.toLowerCase(), String(d.trials[st]), "count-" + st)),
       card("Workers alive", String(d.workers_alive), "study-workers"),
       card("Algorithm", d.config.algorithm));
+    notesEl.replaceChildren(annotations(d.note, d.tags, "study"));
   }
 
   async function refreshHistory(gate) {
@@ -645,6 +647,18 @@ function studyView(main, name) {
 }
 
 // -- one trial ------------------------------------------------------------------------------
+// The note and tags users wrote on a study or trial (hpsearch study note/tag, Annotate).
+function annotations(note, tags, prefix) {
+  const keys = Object.keys(tags || {}).sort();
+  if (!note && !keys.length) return h("span", {});
+  return h("div", { className: "panel", id: prefix + "-annotations" },
+    h("h2", {}, "Note and tags"),
+    note ? h("p", { className: "wrap", id: prefix + "-note", style: "white-space:pre-wrap" }, note)
+      : null,
+    keys.length ? h("div", { id: prefix + "-user-tags" }, keys.map((k) =>
+      h("span", { className: "badge tag" }, `${k}=${tags[k]}`))) : null);
+}
+
 function trialView(main, name, number) {
   let revision = null;
   const box = h("div", {});
@@ -673,6 +687,7 @@ function trialView(main, name, number) {
         card("Started", fmtTime(t.started_at)),
         card("Finished", fmtTime(t.completed_at))),
       t.failure_message ? h("p", { className: "error", id: "trial-failure" }, t.failure_message) : null,
+      annotations(t.note, t.user_tags, "trial"),
       h("div", { className: "grid2" },
         h("div", { className: "panel" }, h("h2", {}, "Parameters"), kvTable(t.params, "trial-params")),
         h("div", { className: "panel" }, h("h2", {}, "Metrics"), kvTable(t.metrics, "trial-metrics"))),
