@@ -45,29 +45,21 @@ def _study(name: str, metric: str, measurement: str, goal: str) -> str:
 
 
 @RULES
+@pytest.mark.parametrize("arrival", ["in-order", "last-step-first"])
 def test_tell_without_a_value_takes_the_objective_from_the_measurements(
-    client: Client, measurement: str, goal: str
-) -> None:
-    client.create_study(_study("m", "score", measurement, goal))
-    (trial,) = client.ask("m", "w0")
-    for step, value in enumerate(CURVE, start=1):
-        client.report("m", trial.number, trial.attempt, step, {"score": value})
-    done = client.tell("m", trial.number, trial.attempt)
-    assert (done.state, done.value) == (TrialState.COMPLETED, EXPECTED[measurement, goal])
-    assert client.get_trial("m", trial.number).value == EXPECTED[measurement, goal]
-
-
-@RULES
-def test_tell_without_a_value_after_reports_out_of_order_follows_the_steps(
-    client: Client, measurement: str, goal: str
+    client: Client, measurement: str, goal: str, arrival: str
 ) -> None:
     """'last' is the measurement of the highest step, not the last one to arrive."""
     client.create_study(_study("m", "score", measurement, goal))
     (trial,) = client.ask("m", "w0")
     steps = list(enumerate(CURVE, start=1))
-    for step, value in [steps[3], *steps[:3]]:
+    if arrival == "last-step-first":
+        steps = [steps[-1], *steps[:-1]]
+    for step, value in steps:
         client.report("m", trial.number, trial.attempt, step, {"score": value})
-    assert client.tell("m", trial.number, trial.attempt).value == EXPECTED[measurement, goal]
+    done = client.tell("m", trial.number, trial.attempt)
+    assert (done.state, done.value) == (TrialState.COMPLETED, EXPECTED[measurement, goal])
+    assert client.get_trial("m", trial.number).value == EXPECTED[measurement, goal]
 
 
 @pytest.fixture
