@@ -5,6 +5,9 @@ renews it every third of its duration and gives it back when it stops.  The leas
 the database clock (``db_now``), like trial leases.  Each acquisition bumps ``epoch``; a
 renewal is a guarded ``UPDATE ... WHERE holder = :holder AND epoch = :epoch``, so a chief
 that another one fenced (``takeover``) learns it on its next renewal and stops serving.
+Taking the lease from a previous chief also pushes every running trial's lease back by the
+time since that chief's last renewal: no worker could renew a trial's lease while no chief
+served, so a chief restarted after a crash does not give up the trials of live workers.
 
 A fenced store (:meth:`hpsearch.store.Store.fence_writes`) also checks, first in every
 write transaction, that its lease is still held, so that a fenced chief writes nothing
@@ -29,8 +32,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect
 
 from hpsearch.errors import FailedPreconditionError, InvalidArgumentError
+from hpsearch.records import TrialState
 from hpsearch.store.engine import db_now
-from hpsearch.store.models import ChiefLeaseRow
+from hpsearch.store.models import ChiefLeaseRow, TrialRow
 
 LEASE_NAME = "chief"
 MAX_CHIEF_LEASE_SECONDS = 3600.0
@@ -40,6 +44,7 @@ FENCE_LOCK_CLASS = 0x6870_7365
 _FENCE_KEY = (FENCE_LOCK_CLASS, func.hashtext(func.current_schema()))
 
 _T: Table = ChiefLeaseRow.__table__  # type: ignore[assignment]
+_TRIALS: Table = TrialRow.__table__  # type: ignore[assignment]
 
 
 class ChiefLeaseHeldError(FailedPreconditionError):
@@ -87,7 +92,7 @@ def acquire(conn: Connection, holder: str, lease_seconds: float, *, takeover: bo
         .on_conflict_do_nothing(index_elements=["name"])
     )
     row = conn.execute(
-        select(_T.c.holder, _T.c.epoch, _T.c.expires_at, db_now().label("now"))
+        select(_T.c.holder, _T.c.epoch, _T.c.expires_at, _T.c.renewed_at, db_now().label("now"))
         .where(_T.c.name == LEASE_NAME)
         .with_for_update()
     ).one()
@@ -101,6 +106,8 @@ def acquire(conn: Connection, holder: str, lease_seconds: float, *, takeover: bo
             left,
         )
     epoch = int(row.epoch) + 1
+    if row.holder:
+        _stop_the_clock(conn, float(row.now - row.renewed_at))
     expires_at = conn.execute(
         update(_T)
         .where(_T.c.name == LEASE_NAME)
@@ -114,6 +121,26 @@ def acquire(conn: Connection, holder: str, lease_seconds: float, *, takeover: bo
         .returning(_T.c.expires_at)
     ).scalar_one()
     return ChiefLease(holder, epoch, float(expires_at))
+
+
+def _stop_the_clock(conn: Connection, unserved: float) -> None:
+    """Push every running trial's lease back by ``unserved`` seconds: the time since the
+    previous chief last renewed its lease, when no chief could take a heartbeat.
+
+    A worker cannot renew a trial's lease while no chief serves, so without this a chief
+    restarted after a crash would give up (and run again) every trial whose lease lapsed
+    during the outage, though its worker was alive and training.  The previous chief may
+    have served up to a third of its lease after its last renewal: those seconds are
+    granted too.  A worker that died meanwhile loses its trial that much later."""
+    if unserved > 0:
+        conn.execute(
+            update(_TRIALS)
+            .where(
+                _TRIALS.c.state == TrialState.RUNNING.value,
+                _TRIALS.c.lease_expires_at.is_not(None),
+            )
+            .values(lease_expires_at=_TRIALS.c.lease_expires_at + unserved)
+        )
 
 
 def renew(conn: Connection, lease: ChiefLease, lease_seconds: float) -> ChiefLease:

@@ -315,3 +315,35 @@ def test_a_worker_frozen_past_its_lease_then_thawed(chief: Any, tmp_path: Path) 
                 faultkit.thaw(proc.pid)
                 proc.kill()
             proc.wait(10)
+
+
+def test_a_chief_outage_longer_than_a_trial_lease_costs_no_rerun(
+    chief_storage: str, tmp_path: Path
+) -> None:
+    """No worker can renew a trial's lease while no chief serves: the restarted chief pushes
+    the running trials' leases back by the outage instead of giving them up at once."""
+    study_file = tmp_path / "outage.yaml"
+    study_file.write_text(study_yaml("outage", lease_seconds=5))
+    args = ("--chief-lease-seconds", "1.5", "--study", str(study_file))
+    port = free_port()
+    first = faultkit.Chief(chief_storage, port, tmp_path / "first.log", *args)
+    first.start()
+    with Client(first.address, timeout=3.0, wait_seconds=1.0, retry_seconds=60) as c:
+        trial = c.ask("outage", "w0")[0]
+        c.heartbeat("outage", trial.number, trial.attempt)
+        first.kill()
+        time.sleep(6.0)  # down longer than the trial's 5 s lease
+        second = faultkit.Chief(chief_storage, port, tmp_path / "second.log", *args)
+        try:
+            second.start()
+            time.sleep(2.0)  # the new chief's lease sweeper has run (every second)
+            with _open_store(chief_storage) as store:
+                (seen,) = store.list_attempts("outage", trial.number)
+                assert (seen.state, seen.attempt) == (AttemptState.RUNNING, 1), seen
+            c.heartbeat("outage", trial.number, trial.attempt)
+            c.tell("outage", trial.number, trial.attempt, value=1.0)
+            with _open_store(chief_storage) as store:
+                attempts = store.list_attempts("outage", trial.number)
+            assert [a.state for a in attempts] == [AttemptState.COMPLETED]
+        finally:
+            second.kill()
