@@ -105,6 +105,13 @@ FORBIDDEN = {
     "hpsearch.oracle": ("hpsearch.service", "hpsearch.cli", "hpsearch.dashboard"),
     "hpsearch.service": ("hpsearch.cli", "hpsearch.dashboard"),
     "hpsearch.dashboard": ("hpsearch.oracle", "hpsearch.service", "hpsearch.cli"),
+    # Imports write through the store, like hpsearch.vertex: no chief needed.
+    "hpsearch.importers": (
+        "hpsearch.oracle",
+        "hpsearch.service",
+        "hpsearch.cli",
+        "hpsearch.dashboard",
+    ),
     "hpsearch.space": ("hpsearch.records", "hpsearch.store", "hpsearch.search", "hpsearch.wire"),
 }
 
