@@ -23,9 +23,17 @@ and ``hpsearch export`` work on the result::
 
 Each thread is a worker of its own (``optimize-<host>-<pid>/<k>``): it asks the oracle for
 a trial, runs the objective, ends the attempt, asks again.  One more thread renews the
-leases of the running trials, so an objective may run for hours between reports; if this
-process dies, its trials are handed out again once their leases expire (to the next
-``optimize`` call or a chief's workers), as the next attempt.
+leases of the running trials, so an objective may run for hours between reports, and
+expires lapsed leases (the oracle's sweep); if this process dies, its trials are handed out
+again once their leases expire (to the next ``optimize`` call or a chief's workers), as the
+next attempt.
+
+The oracle's own threads are not started.  The suggestions are computed on the thread that
+needs one (:meth:`~hpsearch.oracle.Oracle.refill`), one thread at a time: with one job, a
+model-based algorithm fits once per trial, after the last result, as Optuna's loop does,
+instead of once ahead on the suggester thread and again when the result makes that one
+stale; and an algorithm that fails (a missing extra) raises its error to the caller instead
+of being retried in the background.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ from hpsearch.errors import (
     StaleAttemptError,
 )
 from hpsearch.oracle import AskStatus, Oracle
-from hpsearch.records import Study, Trial
+from hpsearch.records import Study, Trial, TrialState
 from hpsearch.space import Params, Rung, StudyConfig, load_study
 from hpsearch.store import Store, safe_url
 from hpsearch.worker.contract import TrialDirs, seed_checkpoint
@@ -64,8 +72,10 @@ DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 DEFAULT_OUTPUT_DIR = "hpsearch-output"
 #: Lines of a failed trial's traceback kept as its failure message.
 FAILURE_TAIL_LINES = 20
-#: How long one ``ask`` is held by the oracle while no trial is ready.
+#: How long one ``ask`` is held by the oracle while every slot is taken.
 ASK_HOLD_SECONDS = 1.0
+#: Lapsed leases are expired this often (the chief's sweeper does it every second too).
+SWEEP_SECONDS = 1.0
 
 #: What an objective returns: the objective value, metrics holding the study's metric, or
 #: None (the value then comes from the reports, by the study's ``measurement`` rule).
@@ -141,7 +151,6 @@ def optimize(
                 f"budget.parallel_trials={parallel} trial(s) at once; lower n_jobs to "
                 f"{parallel} or declare the study with budget: {{parallel_trials: {jobs}}}"
             )
-        oracle.start()
         loop = _Loop(
             oracle,
             record,
@@ -357,6 +366,7 @@ class _Loop:
         self._done = threading.Event()  # every thread left: stop the heartbeats
         self._error: BaseException | None = None
         self._running: dict[int, RunningTrial] = {}
+        self._refilling = threading.Lock()  # one suggestion computed at a time
 
     def run(self, jobs: int) -> None:
         """Run trials on the calling thread (``jobs == 1``) or on ``jobs`` threads; raise the
@@ -420,11 +430,12 @@ class _Loop:
 
     def _ask(self, worker_id: str) -> Trial | None:
         """The next trial to run; None once the study is finished, or this call is."""
+        hold = 0.0
+        computed = False  # suggestions were just computed, and still no trial came
         while not self._halt.is_set():
-            hold = ASK_HOLD_SECONDS
             if self._deadline is not None:
                 hold = min(hold, self._deadline - time.monotonic())
-                if hold <= 0:
+                if hold < 0:
                     return None
             # This thread asks only once it ended its last trial: a trial it still holds
             # (its end was not recorded) is given up and retried, as for a restarted worker.
@@ -433,7 +444,29 @@ class _Loop:
                 return answer.trials[0]
             if answer.status is AskStatus.DONE:
                 return None
+            with self._refilling:
+                refilled = self.oracle.refill(self.name)
+            if refilled and computed and self._space_exhausted():
+                return None
+            # Computed: ask again at once.  Nothing to compute (every slot is taken), or
+            # computed twice in vain: hold the next ask until a trial ends.
+            hold = 0.0 if refilled and not computed else ASK_HOLD_SECONDS
+            computed = refilled and not computed
         return None
+
+    def _space_exhausted(self) -> bool:
+        """No new parameter values came from the algorithm, and no trial runs or waits that
+        could change that: every point of a finite space was tried."""
+        counts = self.oracle.store.count_trials(self.name)
+        if counts.get(TrialState.RUNNING, 0) or counts.get(TrialState.WAITING, 0):
+            return False
+        logger.warning(
+            "the search space is exhausted: no new parameter values to try study=%s "
+            "trials=%d; the study stays open (raise a range or add values to go on)",
+            self.name,
+            sum(counts.values()),
+        )
+        return True
 
     def _run(self, trial: Trial) -> None:
         handle = RunningTrial(self, trial)
@@ -546,9 +579,17 @@ class _Loop:
             raise
 
     def _heartbeats(self) -> None:
-        """Renew the running trials' leases while their objectives are quiet."""
+        """Renew the running trials' leases while their objectives are quiet, and expire
+        lapsed leases (a crashed run's trials go back to WAITING, to be retried here)."""
         interval = max(0.5, min(self.config.lease_seconds / 3.0, 30.0))
-        while not self._done.wait(interval / 2):
+        swept = time.monotonic()
+        while not self._done.wait(min(interval / 2, SWEEP_SECONDS)):
+            if time.monotonic() - swept >= SWEEP_SECONDS:
+                swept = time.monotonic()
+                try:
+                    self.oracle.sweep()
+                except HpsearchError as error:  # a database hiccup: the next round retries
+                    logger.warning("lease sweep failed study=%s error=%s", self.name, error)
             with self._lock:
                 handles = list(self._running.values())
             for handle in handles:
@@ -559,7 +600,7 @@ class _Loop:
                 except StaleAttemptError as error:
                     handle._told_to_stop(f"this attempt no longer runs the trial: {error}")
                     continue
-                except HpsearchError as error:  # a database hiccup: the next round retries
+                except HpsearchError as error:
                     logger.warning(
                         "heartbeat failed study=%s number=%d error=%s",
                         handle.study,

@@ -21,6 +21,7 @@ from hpsearch.loop import RunningTrial
 from hpsearch.records import AttemptState, StudyState, TrialState
 from hpsearch.space import (
     Budget,
+    DiscreteParam,
     DoubleParam,
     EarlyStopping,
     Goal,
@@ -331,3 +332,17 @@ def test_import_hpsearch_stays_cheap() -> None:
     ).stdout.split("\n")
     assert out[0] == "[]"
     assert "sqlalchemy" in out[1] and "tensorflow" not in out[1] and "keras" not in out[1]
+
+
+def test_a_finite_space_once_exhausted_ends_the_call(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _config(
+        space=Space((DiscreteParam("batch", (16.0, 32.0, 64.0)),)), algorithm="grid", seed=None
+    )
+    result = hpsearch.optimize(
+        lambda t: t.params["batch"], config, n_trials=10, storage=sqlite_url
+    )
+    assert sorted(t.params["batch"] for t in result.trials) == [16, 32, 64]
+    assert result.study.state is StudyState.ACTIVE  # max_trials=24 not reached
+    assert "the search space is exhausted" in caplog.text
