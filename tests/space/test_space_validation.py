@@ -18,6 +18,7 @@ from hpsearch.space import (
     IntegerParam,
     Scale,
     Space,
+    finite_metrics,
     loads_study,
 )
 
@@ -121,6 +122,30 @@ def test_bad_steps_are_refused() -> None:
         "on a log scale the step is a factor between neighbouring values and must be > 1"
     ):
         DoubleParam("lr", 1e-4, 1, scale=Scale.LOG, step=0.5)
+    for scale in (Scale.LOG, Scale.REVERSE_LOG):  # a factor of 1 never reaches max
+        with refused(
+            rf"{scale.value} scale .* must be > 1, got 1; use e.g. step: 2 or scale: linear"
+        ):
+            IntegerParam("n", 1, 64, scale=scale, step=1)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"": 0.5}, "metric names must be non-empty strings"),
+        ({1: 0.5}, "metric names must be non-empty strings"),
+        ({"acc": True}, "metric 'acc' must be a number, got True"),
+        ({"acc": "0.5"}, "metric 'acc' must be a number, got '0.5'"),
+        ({"acc": float("nan")}, "metric 'acc' is nan; report finite numbers only"),
+        ({"acc": -float("inf")}, "metric 'acc' is -inf; report finite numbers only"),
+    ],
+)
+def test_reported_metrics_must_be_named_finite_numbers(
+    metrics: dict[Any, Any], message: str
+) -> None:
+    with refused(f"^trial 3: {message}"):
+        finite_metrics(metrics, where="trial 3")
+    assert finite_metrics({"acc": 1, "loss": 0.25}, where="x") == {"acc": 1.0, "loss": 0.25}
 
 
 def test_fixed_value_must_be_a_scalar() -> None:

@@ -489,3 +489,23 @@ def test_a_nul_character_is_invalid_on_postgresql_and_stores_nothing(postgres_ur
             pg.get_study("no\x00such")
         assert pg.get_trial(name, trial.number).state is TrialState.RUNNING
         assert pg.complete_trial(name, trial.number, trial.attempt, value=1.0).value == 1.0
+
+
+def test_a_report_from_a_lost_attempt_is_refused_saying_what_became_of_the_trial(
+    store: Store,
+) -> None:
+    name = store.create_study(study_config(max_attempts=2)).name
+    store.create_trial(name, {}, worker_id="w1", lease_seconds=0)
+    store.expire_leases(name)
+    with pytest.raises(
+        StaleAttemptError,
+        match=r"lease expired .* from worker w1, and the trial waits to be retried as "
+        r"attempt 2; cannot add a measurement to it: drop this result",
+    ):
+        store.add_measurement(name, 0, 1, 1, {"score": 1.0})
+    store.claim_trial(name, "w2", lease_seconds=0)
+    with pytest.raises(StaleAttemptError, match=r"the trial was retried as attempt 2;"):
+        store.add_measurement(name, 0, 1, 2, {"score": 1.0})
+    store.expire_leases(name)  # the last attempt is lost too: max_attempts=2
+    with pytest.raises(StaleAttemptError, match=r"the trial FAILED after 2 attempts;"):
+        store.add_measurement(name, 0, 2, 1, {"score": 1.0})
