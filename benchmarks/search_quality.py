@@ -139,7 +139,8 @@ def hartmann6(p: Params) -> float:
 
 
 def ackley(x: np.ndarray) -> float:
-    """Multimodal, a funnel to 0 at the origin (domain [-5, 10]^d, as TuRBO's paper)."""
+    """Multimodal, a funnel to 0 at the origin (on [-5, 10]^d, as in TuRBO's paper, and on
+    its usual domain [-32.768, 32.768]^d)."""
     d = len(x)
     return float(
         -20.0 * np.exp(-0.2 * np.sqrt(np.sum(x**2) / d))
@@ -368,6 +369,8 @@ def problems() -> dict[str, Problem]:
                     -39.16616570377142 * 8),
         _continuous("rosenbrock-10", "smooth 10-d", rosenbrock, 10, -5.0, 10.0, 0.0),
         _continuous("ackley-10", "multimodal 10-d", ackley, 10, -5.0, 10.0, 0.0),
+        # Ackley's usual domain: the funnel is a small part of a rippled plateau.
+        _continuous("ackley-10-wide", "multimodal 10-d, wide", ackley, 10, -32.768, 32.768, 0.0),
         _continuous("michalewicz-10", "multimodal 10-d", michalewicz, 10, 0.0, math.pi, -9.66015),
         _continuous("levy-12", "multimodal 12-d", levy, 12, -10.0, 10.0, 0.0),
         _continuous("griewank-16", "smooth+ripple 16-d", griewank, 16, -50.0, 100.0, 0.0),
