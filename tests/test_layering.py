@@ -112,6 +112,12 @@ FORBIDDEN = {
         "hpsearch.cli",
         "hpsearch.dashboard",
     ),
+    "hpsearch.tensorboard": (
+        "hpsearch.oracle",
+        "hpsearch.service",
+        "hpsearch.cli",
+        "hpsearch.dashboard",
+    ),
     "hpsearch.space": ("hpsearch.records", "hpsearch.store", "hpsearch.search", "hpsearch.wire"),
 }
 

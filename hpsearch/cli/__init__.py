@@ -16,12 +16,23 @@ import sys
 from collections.abc import Sequence
 
 from hpsearch import __version__
-from hpsearch.cli import chief, dashboard, db, demo, export, imports, studies, vertex, worker
+from hpsearch.cli import (
+    chief,
+    dashboard,
+    db,
+    demo,
+    export,
+    imports,
+    studies,
+    tensorboard,
+    vertex,
+    worker,
+)
 from hpsearch.cli.common import EXIT_STORAGE, EXIT_USAGE, configure_logging
 from hpsearch.errors import HpsearchError, StorageError
 
 #: The command groups, in the order ``hpsearch --help`` lists them.
-COMMANDS = (demo, chief, studies, db, worker, vertex, imports, dashboard, export)
+COMMANDS = (demo, chief, studies, db, worker, vertex, imports, dashboard, tensorboard, export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
