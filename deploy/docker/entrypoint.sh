@@ -34,7 +34,8 @@ fi
 
 # The hpsearch subcommands (tests/deploy checks this list against the CLI), and its options.
 case "$1" in
-    chief | worker | study | trials | best | db | demo | dashboard | vertex | export | -*)
+    chief | worker | study | trials | best | db | demo | dashboard | vertex | export | import \
+        | tensorboard | -*)
         exec hpsearch "$@"
         ;;
     *)
