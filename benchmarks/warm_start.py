@@ -39,31 +39,29 @@ CENTER = (0.73, 0.21, 0.55, 0.88)
 WEIGHTS = (1.0, 2.0, 0.5, 1.5)
 EARLIER_TRIALS = 30
 
-EARLIER = """\
-name: earlier
+STUDY = """\
+name: %(name)s
 metric: {name: loss, goal: minimize}
 parameters:
   x1: {type: double, min: 0.0, max: 1.0}
   x2: {type: double, min: 0.0, max: 1.0}
   x3: {type: double, min: 0.0, max: 1.0}
-  x4: {type: double, min: 0.0, max: 1.0}
-  augment: {type: categorical, values: [none, flip, crop]}
-algorithm: random
-budget: {max_trials: %d}
-seed: %d
-"""
-NEW = """\
-name: %s
-metric: {name: loss, goal: minimize}
-parameters:
-  x1: {type: double, min: 0.0, max: 1.0}
-  x2: {type: double, min: 0.0, max: 1.0}
-  x3: {type: double, min: 0.0, max: 1.0}
-  x4: {type: double, min: 0.4, max: 1.0}
-algorithm: bayesian
-budget: {max_trials: %d}
-seed: %d
-"""
+  x4: {type: double, min: %(x4_min)s, max: 1.0}
+%(extra)s"""
+#: The earlier study: a wider x4, a parameter the objective ignores, random search.
+EARLIER = {
+    "name": "earlier",
+    "x4_min": 0.0,
+    "extra": "  augment: {type: categorical, values: [none, flip, crop]}\nalgorithm: random\n",
+}
+
+
+def new_study(name: str, budget: int, seed: int, warm: bool) -> str:
+    """The new study's file: x4 narrowed, ``bayesian``, warm-started or not."""
+    extra = f"algorithm: bayesian\nbudget: {{max_trials: {budget}}}\nseed: {seed}\n"
+    if warm:
+        extra += "warm_start: {study: earlier}\n"
+    return STUDY % {"name": name, "x4_min": 0.4, "extra": extra}
 
 
 def objective(params: dict[str, object]) -> float:
@@ -100,11 +98,12 @@ def one_seed(seed: int, budget: int) -> dict[str, list[float]]:
 
     with Store("sqlite://") as store:
         oracle = Oracle(store, hold_seconds=0.0)
-        oracle.create_study(loads_study(EARLIER % (EARLIER_TRIALS, seed)))
+        earlier = STUDY % EARLIER + f"budget: {{max_trials: {EARLIER_TRIALS}}}\nseed: {seed}\n"
+        oracle.create_study(loads_study(earlier))
         run_study(oracle, "earlier", EARLIER_TRIALS)
         runs = {}
-        for name, extra in (("cold", ""), ("warm", "warm_start: {study: earlier}\n")):
-            oracle.create_study(loads_study(NEW % (name, budget, seed) + extra))
+        for name in ("cold", "warm"):
+            oracle.create_study(loads_study(new_study(name, budget, seed, name == "warm")))
             runs[name] = run_study(oracle, name, budget)
         return runs
 

@@ -245,10 +245,7 @@ def _enqueue(args: argparse.Namespace) -> int:
 
 
 def _annotate(args: argparse.Namespace, **changes: Any) -> Annotations:
-    store = _open_store(args.storage)
-    if args.trial is None:
-        return store.annotate_study(args.name, **changes)
-    return store.annotate_trial(args.name, args.trial, **changes)
+    return _open_store(args.storage).annotate(args.name, args.trial, **changes)
 
 
 def _what(args: argparse.Namespace) -> str:

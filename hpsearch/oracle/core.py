@@ -178,11 +178,7 @@ class Oracle:
         remove_tags: Sequence[str] = (),
     ) -> Annotations:
         """Set the note and tags of a study, or of one of its trials."""
-        if trial is None:
-            return self.store.annotate_study(study, note=note, tags=tags, remove_tags=remove_tags)
-        return self.store.annotate_trial(
-            study, trial, note=note, tags=tags, remove_tags=remove_tags
-        )
+        return self.store.annotate(study, trial, note=note, tags=tags, remove_tags=remove_tags)
 
     def enqueue(self, study: str, params: Sequence[Mapping[str, object]]) -> list[Trial]:
         """Queue known parameter sets; they are handed out before any suggestion."""

@@ -398,54 +398,40 @@ class Store:
             )
         return study, changes
 
-    def annotate_study(
+    def annotate(
         self,
-        name: str,
+        study: str,
+        number: int | None = None,
         *,
         note: str | None = None,
         tags: Mapping[str, str] | None = None,
         remove_tags: Sequence[str] = (),
     ) -> Annotations:
-        """Set a study's note (None keeps it, "" removes it) and tags (``tags`` set or
-        replace values, ``remove_tags`` delete keys); returns what it carries afterwards."""
+        """Write on a study, or on its trial ``number``: ``note`` replaces the note (None
+        keeps it, "" removes it), ``tags`` sets or replaces tags, ``remove_tags`` deletes
+        keys; returns what it carries afterwards.  A trial's are kept in its ``tags`` under
+        ``note`` and ``user_tags``, next to the tags hpsearch sets."""
         note, tags, remove = _check_annotations(note, tags, remove_tags)
 
-        def body(conn: Connection) -> Annotations:
-            row = self._study_for_update(conn, name)
-            current = Annotations(row.note, dict(row.tags or {}))
-            merged = _annotated(current, note, tags, remove)
+        def on_study(conn: Connection) -> Annotations:
+            row = self._study_for_update(conn, study)
+            merged = _annotated(Annotations(row.note, dict(row.tags or {})), note, tags, remove)
             updated = conn.execute(
                 self._sql.annotate_study,
                 {"b_study_id": row.id, "b_note": merged.note, "b_tags": merged.tags},
             ).one()
             return Annotations(updated.note, dict(updated.tags or {}))
 
-        return self._write(body, "annotate study")
-
-    def annotate_trial(
-        self,
-        study: str,
-        number: int,
-        *,
-        note: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        remove_tags: Sequence[str] = (),
-    ) -> Annotations:
-        """As :meth:`annotate_study`, on one trial; kept in the trial's ``tags`` under
-        ``note`` and ``user_tags``, next to the tags hpsearch sets."""
-        note, tags, remove = _check_annotations(note, tags, remove_tags)
-        args = {"b_study": study, "b_number": _check_id(number, "trial number")}
-
-        def body(conn: Connection) -> Annotations:
+        def on_trial(conn: Connection) -> Annotations:
+            assert number is not None
+            args = {"b_study": study, "b_number": _check_id(number, "trial number")}
             row = conn.execute(self._sql.trial_for_update, args).first()
             if row is None:
                 self._require_study(conn, study)
                 raise _no_trial(study, number)
             trial = _trial(row)
             merged = _annotated(Annotations(trial.note, trial.user_tags), note, tags, remove)
-            stored = dict(trial.tags)
-            stored.pop(NOTE_TAG, None)
-            stored.pop(USER_TAGS_TAG, None)
+            stored = {k: v for k, v in trial.tags.items() if k not in (NOTE_TAG, USER_TAGS_TAG)}
             if merged.note is not None:
                 stored[NOTE_TAG] = merged.note
             if merged.tags:
@@ -457,7 +443,9 @@ class Store:
             )
             return Annotations(updated.note, updated.user_tags)
 
-        return self._write(body, "annotate trial")
+        if number is None:
+            return self._write(on_study, "annotate study")
+        return self._write(on_trial, "annotate trial")
 
     def record_artifacts(
         self, study: str, number: int, attempt: int, artifacts: Mapping[str, str]

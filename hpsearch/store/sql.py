@@ -118,19 +118,17 @@ class Statements:
             func.max(T.value),
             func.max(T.updated_at),
         ).group_by(T.study_id, T.state)
+        declared: dict[str, Any] = {
+            "name": bindparam("b_study", type_=String),
+            "config": bindparam("b_config", type_=JSON),
+            "state": bindparam("b_state", type_=String),
+            "goal": bindparam("b_goal", type_=String),
+            "lease_seconds": bindparam("b_lease_seconds", type_=Double),
+            "max_attempts": bindparam("b_max_attempts", type_=Integer),
+        }
         self.create_study = (
             dialect_insert(STUDIES)
-            .values(
-                name=bindparam("b_study", type_=String),
-                config=bindparam("b_config", type_=JSON),
-                state=bindparam("b_state", type_=String),
-                goal=bindparam("b_goal", type_=String),
-                lease_seconds=bindparam("b_lease_seconds", type_=Double),
-                max_attempts=bindparam("b_max_attempts", type_=Integer),
-                trial_count=0,
-                created_at=now,
-                updated_at=now,
-            )
+            .values(**declared, trial_count=0, created_at=now, updated_at=now)
             .on_conflict_do_nothing(index_elements=["name"])
             .returning(*STUDY_COLUMNS)
         )
@@ -206,12 +204,7 @@ class Statements:
         self.restore_study = (
             dialect_insert(STUDIES)
             .values(
-                name=bindparam("b_study", type_=String),
-                config=bindparam("b_config", type_=JSON),
-                state=bindparam("b_state", type_=String),
-                goal=bindparam("b_goal", type_=String),
-                lease_seconds=bindparam("b_lease_seconds", type_=Double),
-                max_attempts=bindparam("b_max_attempts", type_=Integer),
+                **declared,
                 trial_count=bindparam("b_count", type_=Integer),
                 created_at=bindparam("b_created_at", type_=Double),
                 updated_at=now,

@@ -19,8 +19,8 @@ NOTE = "Adam wins below lr 1e-2\nsee the slice plot"
 
 
 def _annotate(store: Store, name: str) -> None:
-    store.annotate_study(name, note=NOTE, tags={"owner": "ana", "team": "vision"})
-    store.annotate_trial(name, 0, note="<b>not bold</b>", tags={"rerun": "yes"})
+    store.annotate(name, note=NOTE, tags={"owner": "ana", "team": "vision"})
+    store.annotate(name, 0, note="<b>not bold</b>", tags={"rerun": "yes"})
 
 
 def test_the_api_serves_notes_and_tags(store: Store, api: ApiClient) -> None:
