@@ -546,16 +546,7 @@ class Store:
                 select(*TRIAL_COLUMNS).where(TRIALS.c.study_id == row.id).order_by(TRIALS.c.number)
             ).all()
             attempts = [
-                Attempt(
-                    trial_number=a.number,
-                    attempt=a.attempt,
-                    worker_id=a.worker_id,
-                    state=AttemptState(a.state),
-                    started_at=a.started_at,
-                    ended_at=a.ended_at,
-                    failure_message=a.failure_message,
-                )
-                for a in conn.execute(self._sql.study_attempts, args)
+                _attempt(a, a.number) for a in conn.execute(self._sql.study_attempts, args)
             ]
             # Under PostgreSQL's READ COMMITTED each statement sees the latest commits: a
             # trial created after the first read is left out with its rows.
@@ -975,18 +966,7 @@ class Store:
             rows = conn.execute(self._sql.attempts, args).all()
             if not rows:
                 self._require_trial(conn, study, number)
-            return [
-                Attempt(
-                    trial_number=number,
-                    attempt=row.attempt,
-                    worker_id=row.worker_id,
-                    state=AttemptState(row.state),
-                    started_at=row.started_at,
-                    ended_at=row.ended_at,
-                    failure_message=row.failure_message,
-                )
-                for row in rows
-            ]
+            return [_attempt(row, number) for row in rows]
 
         return self._read(body)
 
@@ -1618,6 +1598,18 @@ def _trial(row: Any) -> Trial:
         started_at=row.started_at,
         completed_at=row.completed_at,
         tags=dict(row.tags or {}),
+    )
+
+
+def _attempt(row: Any, number: int) -> Attempt:
+    return Attempt(
+        trial_number=number,
+        attempt=row.attempt,
+        worker_id=row.worker_id,
+        state=AttemptState(row.state),
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        failure_message=row.failure_message,
     )
 
 
