@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hpsearch.cli.common import Subparsers, add_actions, add_storage
-from hpsearch.cli.output import ProgressLine
+from hpsearch.cli.output import ProgressLine, progress_every
 
 
 def register(subparsers: Subparsers) -> None:
@@ -78,36 +78,13 @@ def register(subparsers: Subparsers) -> None:
 def _cmd_optuna(args: argparse.Namespace) -> int:
     from hpsearch.importers.optuna import import_optuna
 
-    return _run(
-        args,
-        lambda store, progress: import_optuna(
-            store,
-            args.source,
-            args.study,
-            into=args.into,
-            metric=args.metric,
-            max_trials=args.max_trials,
-            algorithm=args.algorithm,
-            progress=progress,
-        ),
-    )
+    return _run(args, import_optuna, args.source, args.study)
 
 
 def _cmd_keras_tuner(args: argparse.Namespace) -> int:
     from hpsearch.importers.keras_tuner import import_keras_tuner
 
-    return _run(
-        args,
-        lambda store, progress: import_keras_tuner(
-            store,
-            args.project,
-            into=args.into,
-            metric=args.metric,
-            max_trials=args.max_trials,
-            algorithm=args.algorithm,
-            progress=progress,
-        ),
-    )
+    return _run(args, import_keras_tuner, args.project)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -134,18 +111,22 @@ def _common(parser: argparse.ArgumentParser, *, metric_help: str) -> None:
     add_storage(parser)
 
 
-def _run(args: argparse.Namespace, run: Callable[[Any, Callable[[int, int], None]], Any]) -> int:
+def _run(args: argparse.Namespace, importer: Callable[..., Any], *source: Any) -> int:
+    """Run ``importer(store, *source, ...)`` with the common flags and print what it did."""
     from hpsearch.store import Store
 
     line = ProgressLine()
-
-    def progress(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 20) == 0:  # about every 5%
-            line.show(f"imported {done}/{total} trials")
-
     store = Store(args.storage)
     try:
-        result = run(store, progress)
+        result = importer(
+            store,
+            *source,
+            into=args.into,
+            metric=args.metric,
+            max_trials=args.max_trials,
+            algorithm=args.algorithm,
+            progress=progress_every(line, "imported"),
+        )
     finally:
         line.close()
         store.close()

@@ -11,6 +11,7 @@ import io
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -83,6 +84,17 @@ class ProgressLine:
         """End the line (on a terminal the cursor is still on it)."""
         if self._interactive:
             print()
+
+
+def progress_every(line: ProgressLine, verb: str, parts: int = 20) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback showing ``<verb> done/total trials`` on ``line``
+    about every ``1/parts`` of the way (and at the end), not once per trial."""
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // parts) == 0:
+            line.show(f"{verb} {done}/{total} trials")
+
+    return progress
 
 
 def _cell(value: Any) -> str:

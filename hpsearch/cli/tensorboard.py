@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from hpsearch.cli.common import Subparsers, add_storage
-from hpsearch.cli.output import ProgressLine
+from hpsearch.cli.output import ProgressLine, progress_every
 
 
 def register(subparsers: Subparsers) -> None:
@@ -39,15 +39,14 @@ def _run(args: argparse.Namespace) -> int:
     from hpsearch.tensorboard import write_study
 
     line = ProgressLine()
-
-    def progress(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 20) == 0:  # about every 5%
-            line.show(f"wrote {done}/{total} trials")
-
     store = Store(args.storage)
     try:
         export = write_study(
-            store, args.study, args.logdir, overwrite=args.overwrite, progress=progress
+            store,
+            args.study,
+            args.logdir,
+            overwrite=args.overwrite,
+            progress=progress_every(line, "wrote"),
         )
     finally:
         line.close()

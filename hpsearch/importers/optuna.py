@@ -176,26 +176,22 @@ def parameter_from_optuna(name: str, distribution: Any) -> Parameter:
     """One Optuna distribution as an hpsearch parameter (see the module's table)."""
     optuna = _optuna()
     dist = optuna.distributions
-    if isinstance(distribution, dist.FloatDistribution):
-        if distribution.low == distribution.high:
-            return FixedParam(name, float(distribution.low))
-        return DoubleParam(
-            name,
-            float(distribution.low),
-            float(distribution.high),
-            scale=Scale.LOG if distribution.log else Scale.LINEAR,
-            step=distribution.step,
-        )
-    if isinstance(distribution, dist.IntDistribution):
-        if distribution.low == distribution.high:
-            return FixedParam(name, int(distribution.low))
-        return IntegerParam(
-            name,
-            int(distribution.low),
-            int(distribution.high),
-            scale=Scale.LOG if distribution.log else Scale.LINEAR,
-            step=None if distribution.step == 1 else int(distribution.step),
-        )
+    ranges: tuple[tuple[Any, Any, Any], ...] = (
+        (dist.FloatDistribution, DoubleParam, float),
+        (dist.IntDistribution, IntegerParam, int),
+    )
+    for kind, param, number in ranges:
+        if isinstance(distribution, kind):
+            low, high = number(distribution.low), number(distribution.high)
+            if low == high:
+                return FixedParam(name, low)
+            step = distribution.step
+            if param is IntegerParam and step == 1:
+                step = None  # every integer (a step of 1 is not a log-scale factor)
+            scale = Scale.LOG if distribution.log else Scale.LINEAR
+            return param(  # type: ignore[no-any-return]
+                name, low, high, scale=scale, step=None if step is None else number(step)
+            )
     if isinstance(distribution, dist.CategoricalDistribution):
         return _categorical(name, tuple(distribution.choices))
     raise InvalidArgumentError(

@@ -456,13 +456,10 @@ class Store:
         StaleAttemptError once another attempt than ``attempt`` holds the trial: its
         directories (possibly on another machine) are the ones that count."""
         artifacts = _check_artifacts(artifacts)
-        args = {"b_study": study, "b_number": _check_id(number, "trial number")}
+        number = _check_id(number, "trial number")
 
         def body(conn: Connection) -> Trial:
-            row = conn.execute(self._sql.trial_for_update, args).first()
-            if row is None:
-                self._require_study(conn, study)
-                raise _no_trial(study, number)
+            row = self._trial_for_update(conn, study, number)
             trial = _trial(row)
             if trial.attempt != attempt:
                 raise StaleAttemptError(
@@ -1179,6 +1176,17 @@ class Store:
         row = conn.execute(self._sql.study_for_update, {"b_study": name}).first()
         if row is None:
             raise _no_study(name)
+        return row
+
+    def _trial_for_update(self, conn: Connection, study: str, number: int) -> Any:
+        """The trial's row, locked until the transaction ends (NotFoundError naming the
+        study or the trial that is missing)."""
+        row = conn.execute(
+            self._sql.trial_for_update, {"b_study": study, "b_number": number}
+        ).first()
+        if row is None:
+            self._require_study(conn, study)
+            raise _no_trial(study, number)
         return row
 
     def _change_state(self, name: str, state: StudyState, verb: str) -> Study:
