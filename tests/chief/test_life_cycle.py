@@ -17,10 +17,13 @@ from hpsearch.chief import Chief
 from hpsearch.cli import main
 from hpsearch.client import Client
 from hpsearch.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from hpsearch.oracle import Oracle
 from hpsearch.protos import keras_tuner_pb2 as kt
 from hpsearch.protos import keras_tuner_service_pb2 as kt_service
 from hpsearch.protos import keras_tuner_service_pb2_grpc as kt_grpc
-from hpsearch.records import StudyState, TrialState
+from hpsearch.records import StudyState, Trial, TrialState
+from hpsearch.space import loads_study
+from hpsearch.store import Store
 
 from .conftest import study_yaml
 
@@ -195,6 +198,34 @@ def _chief_client(storage: str, study: Path) -> Iterator[Client]:
         Client(chief.address, timeout=5, wait_seconds=1) as client,
     ):
         yield client
+
+
+def test_a_budget_raised_behind_the_chiefs_back_is_not_lost(storage_url: str) -> None:
+    """The CLI raises max_trials while the chief's mirror still has the old budget (its
+    resync has not run): the trials ending then must not finish the study."""
+    with Store(storage_url) as store:
+        oracle = Oracle(store, hold_seconds=0.0, resync_seconds=3600.0)  # threads not started
+        budget = "{max_trials: 2, parallel_trials: 2}"
+        oracle.create_study(loads_study(study_yaml("behind", budget=budget)))
+        first = [_ask(oracle, "behind", f"w{i}") for i in range(2)]
+        assert (
+            _cli("study", "update", "behind", "--max-trials", "4", "--storage", storage_url) == 0
+        )
+        for trial in first:
+            oracle.complete("behind", trial.number, trial.attempt, value=0.5)
+        assert store.get_study("behind").state is StudyState.ACTIVE
+        more = [_ask(oracle, "behind", f"w{i}") for i in range(2)]
+        assert [t.number for t in more] == [2, 3]
+
+
+def _ask(oracle: Oracle, study: str, worker: str) -> Trial:
+    """One trial from an oracle whose suggester thread is not running."""
+    for _ in range(10):
+        answer = oracle.ask(study, worker, wait=0.0)
+        if answer.trials:
+            return answer.trials[0]
+        oracle.refill(study)
+    raise AssertionError(f"no trial for {worker}: {answer.status}")
 
 
 def test_a_changed_study_file_for_the_chief(chief_storage: str, tmp_path: Path) -> None:
