@@ -424,11 +424,7 @@ class Store:
 
         def on_trial(conn: Connection) -> Annotations:
             assert number is not None
-            args = {"b_study": study, "b_number": _check_id(number, "trial number")}
-            row = conn.execute(self._sql.trial_for_update, args).first()
-            if row is None:
-                self._require_study(conn, study)
-                raise _no_trial(study, number)
+            row = self._trial_for_update(conn, study, _check_id(number, "trial number"))
             trial = _trial(row)
             merged = _annotated(Annotations(trial.note, trial.user_tags), note, tags, remove)
             stored = {k: v for k, v in trial.tags.items() if k not in (NOTE_TAG, USER_TAGS_TAG)}
