@@ -139,6 +139,7 @@ def test_bad_steps_are_refused() -> None:
         ({"acc": float("nan")}, "metric 'acc' is nan; report finite numbers only"),
         ({"acc": -float("inf")}, "metric 'acc' is -inf; report finite numbers only"),
     ],
+    ids=["empty-name", "number-name", "boolean", "string", "nan", "minus-inf"],
 )
 def test_reported_metrics_must_be_named_finite_numbers(
     metrics: dict[Any, Any], message: str
