@@ -1,10 +1,11 @@
 """Faults at scale: a study run by many workers while faults are injected, against the same
 study run without faults alongside.
 
-Run by hand, as root (it makes a network namespace, runs a PostgreSQL server of its own and
-mounts nothing outside it)::
+Run by hand, as root (it makes a network namespace and runs a PostgreSQL server of its own),
+from a checkout nobody edits meanwhile (its processes import hpsearch from it)::
 
-    nice -n 19 python benchmarks/faults.py --workers 64 --trials 3000 --fault-every 15
+    git worktree add /tmp/faults HEAD && cd /tmp/faults
+    nice -n 19 /path/to/.venv/bin/python benchmarks/faults.py --workers 64 --trials 3200
 
 Everything runs inside a network namespace the harness creates (``unshare -n``) on its
 loopback only: the chief, a private PostgreSQL server (``--database postgres``), the
@@ -109,13 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = []
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     for database in databases:
         for faults in (False, True):
             print(f"== {database}, {'faults' if faults else 'fault-free'}", flush=True)
             results.append(Phase(args, database, faults).run())
-    text = report(args, started, results)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+            text = report(args, started, results)
+            args.output.write_text(text)  # after each phase: a long run may be cut short
     print(text)
     return 0 if all(r.ok for r in results) else 1
 
@@ -171,6 +172,8 @@ class Phase:
     def run(self) -> Result:
         try:
             self._run()
+        except Exception as error:  # reported, and the next phase runs
+            self.result.problems.append(f"the phase broke off: {error!r}")
         finally:
             self._teardown()
         return self.result
@@ -178,7 +181,7 @@ class Phase:
     def _run(self) -> None:
         args = self.args
         if self.result.database == "postgres":
-            self.postgres = faultkit.PrivatePostgres(faultkit_free_port())
+            self.postgres = faultkit.PrivatePostgres(free_port())
             self.postgres.start()
             url = self.postgres.url
         else:
@@ -187,7 +190,7 @@ class Phase:
         study = self.work / "study.yaml"
         study.write_text(study_file(args))
         (self.work / "trial.py").write_text(TRIAL_SCRIPT)
-        chief_port = faultkit_free_port()
+        chief_port = free_port()
         self.chief = faultkit.Chief(
             url,
             chief_port,
@@ -528,9 +531,9 @@ def worker_errors(work: Path) -> collections.Counter[str]:
         for m in _ERROR.finditer(log.read_text(errors="replace")):
             words = re.sub(r"[=:].*", "", m.group(3)).strip()
             seen[f"{m.group(1)} {words}"] += 1
-        if log.name.startswith("kt"):
-            text = log.read_text(errors="replace")
-            seen["stock worker traceback"] += text.count("Traceback (most recent call last)")
+        tracebacks = log.read_text(errors="replace").count("Traceback (most recent call last)")
+        if tracebacks:
+            seen["traceback"] += tracebacks
     return seen
 
 
@@ -618,7 +621,7 @@ class LossyProxy:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-def faultkit_free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
@@ -693,7 +696,8 @@ def _counts(counter: Any) -> str:
 def _spread(values: list[float]) -> str:
     if not values:
         return "-"
-    return f"{statistics.median(values):.1f}, {max(values):.1f} (n={len(values)})"
+    each = " ".join(f"{v:.1f}" for v in values)
+    return f"{statistics.median(values):.1f}, {max(values):.1f} (n={len(values)}: {each})"
 
 
 def _quartiles(values: list[float]) -> str:
