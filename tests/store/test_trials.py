@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import pytest
@@ -509,3 +510,30 @@ def test_a_report_from_a_lost_attempt_is_refused_saying_what_became_of_the_trial
     store.expire_leases(name)  # the last attempt is lost too: max_attempts=2
     with pytest.raises(StaleAttemptError, match=r"the trial FAILED after 2 attempts;"):
         store.add_measurement(name, 0, 2, 1, {"score": 1.0})
+
+
+def test_an_expired_lease_says_when_it_expired_and_whether_the_trial_gives_up(
+    store: Store,
+) -> None:
+    name = store.create_study(study_config(max_attempts=2)).name
+    when = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"  # the expiry, on the database clock
+    store.create_trial(name, {}, worker_id="w1", lease_seconds=0)
+    (waiting,) = store.expire_leases(name)
+    assert waiting.state is TrialState.WAITING
+    assert re.fullmatch(
+        rf"attempt 1 lost: lease expired at {when} without a heartbeat from worker w1",
+        waiting.failure_message or "",
+    )
+    store.claim_trial(name, "w2", lease_seconds=0)
+    (failed,) = store.expire_leases(name)
+    assert failed.state is TrialState.FAILED
+    assert re.fullmatch(
+        rf"attempt 2 lost: lease expired at {when} without a heartbeat from worker w2; "
+        r"gave up after 2 attempts",
+        failed.failure_message or "",
+    )
+    attempts = store.list_attempts(name, 0)
+    assert [a.state for a in attempts] == [AttemptState.LOST, AttemptState.LOST]
+    assert re.fullmatch(
+        rf"lease expired at {when} .* worker w2", attempts[1].failure_message or ""
+    )
