@@ -60,14 +60,14 @@ from hpsearch.errors import (
 from hpsearch.oracle import AskStatus, Oracle
 from hpsearch.records import Study, Trial, TrialState
 from hpsearch.space import Params, Rung, StudyConfig, load_study
-from hpsearch.store import Store, safe_url
+from hpsearch.store import DEFAULT_URL, Store, safe_url
 from hpsearch.worker.contract import TrialDirs, seed_checkpoint
 
 logger = logging.getLogger(__name__)
 
-#: Where studies go when ``storage`` is not given (as for the ``hpsearch`` command).
+#: Where studies go when ``storage`` is not given, else ``DEFAULT_URL`` (``sqlite:///hpsearch.db``),
+#: as for the ``hpsearch`` command.
 STORAGE_ENV = "HPSEARCH_STORAGE"
-DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 #: The trials' directories, as ``hpsearch worker --output-dir`` and ``hpsearch export --from``.
 DEFAULT_OUTPUT_DIR = "hpsearch-output"
 #: Lines of a failed trial's traceback kept as its failure message.
@@ -622,7 +622,7 @@ def _open_store(storage: str | Store | None) -> tuple[Store, bool]:
     if isinstance(storage, Store):
         return storage, False
     if storage is None:
-        storage = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+        storage = os.environ.get(STORAGE_ENV) or DEFAULT_URL
     if not isinstance(storage, str):
         raise InvalidArgumentError(
             "storage must be a database URL (sqlite:///path.db, postgresql+psycopg://...) "
