@@ -65,8 +65,8 @@ from hpsearch.worker.contract import TrialDirs, seed_checkpoint
 
 logger = logging.getLogger(__name__)
 
-#: Where studies go when ``storage`` is not given, else ``DEFAULT_URL`` (``sqlite:///hpsearch.db``),
-#: as for the ``hpsearch`` command.
+#: The variable naming the storage when ``storage`` is not given; unset, the store's
+#: ``DEFAULT_URL`` (``sqlite:///hpsearch.db``): the ``hpsearch`` command's default.
 STORAGE_ENV = "HPSEARCH_STORAGE"
 #: The trials' directories, as ``hpsearch worker --output-dir`` and ``hpsearch export --from``.
 DEFAULT_OUTPUT_DIR = "hpsearch-output"
