@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 METHODS = ("hpsearch", "optuna")
+#: Not a library: hpsearch's two store writes per trial alone (create RUNNING, complete).
+STORE_ONLY = "store"
 ALGORITHMS = ("random", "tpe")
 STORAGES = ("memory", "sqlite")
 HERE = Path(__file__).resolve()
@@ -63,7 +65,9 @@ def main() -> int:
     for round_number in range(args.rounds):
         for index, (algorithm, storage) in enumerate(cells):
             order = METHODS if (round_number + index) % 2 == 0 else METHODS[::-1]
-            for method in order:
+            # The store's own part of hpsearch's trial, beside its random cells.
+            extra = (STORE_ONLY,) if algorithm == "random" else ()
+            for method in (*order, *extra):
                 run = _run_child(method, algorithm, storage, args.trials, seed=round_number)
                 run["round"] = round_number
                 runs[(algorithm, storage, method)].append(run)
@@ -87,7 +91,45 @@ def _child(method: str, algorithm: str, storage: str, n: int, seed: int) -> dict
         url = f"sqlite:///{Path(tmp) / 'study.db'}" if storage == "sqlite" else None
         if method == "hpsearch":
             return _hpsearch(algorithm, url, n, seed)
+        if method == STORE_ONLY:
+            return _store_writes(url, n, seed)
         return _optuna(algorithm, url, n, seed)
+
+
+def _store_writes(url: str | None, n: int, seed: int) -> dict[str, Any]:
+    """The writes ``optimize`` makes per trial, straight on the store: the trial created
+    RUNNING with its lease, then completed with its value."""
+    import random
+
+    start = time.perf_counter()
+    from hpsearch.space import Budget, DoubleParam, Goal, Metric, Space, StudyConfig
+    from hpsearch.store import Store
+
+    imported = time.perf_counter()
+    store = Store(url or "sqlite://")
+    store.create_study(
+        StudyConfig(
+            name="bench",
+            metric=Metric("value", Goal.MINIMIZE),
+            space=Space((DoubleParam("x", -5.0, 5.0), DoubleParam("y", -5.0, 5.0))),
+            budget=Budget(max_trials=n, parallel_trials=1),
+            algorithm="random",
+        )
+    )
+    draw = random.Random(seed)
+    set_up = time.perf_counter()
+    cpu = time.process_time()
+    best = float("inf")
+    for _ in range(n):
+        params = {"x": draw.uniform(-5.0, 5.0), "y": draw.uniform(-5.0, 5.0)}
+        trial = store.create_trial("bench", params, worker_id="w", lease_seconds=60.0)
+        value = params["x"] ** 2 + params["y"] ** 2
+        store.complete_trial("bench", trial.number, trial.attempt, value, {"value": value})
+        best = min(best, value)
+    done = time.perf_counter()
+    cpu = time.process_time() - cpu
+    store.close()
+    return _timings(start, imported, set_up, done, cpu, best)
 
 
 def _hpsearch(algorithm: str, url: str | None, n: int, seed: int) -> dict[str, Any]:
@@ -220,6 +262,27 @@ def _report(
             f"| {algorithm} | {storage} | {_spread(wall[0])} | {_spread(wall[1])} "
             f"| {_ratio(*wall)} | {_spread(cpu[0])} | {_spread(cpu[1])} | {_ratio(*cpu)} |"
         )
+    store_cells = [s for a, s in cells if a == "random" and runs.get(("random", s, STORE_ONLY))]
+    if store_cells:
+        lines += [
+            "",
+            "Of which the store: hpsearch's two writes per trial (the trial created RUNNING "
+            "with its lease, then completed), made straight on the store in a process of "
+            "their own, in the same rounds. Share: the writes' CPU over the hpsearch `random` "
+            "loop's CPU, within each round.",
+            "",
+            "| storage | store writes ms/trial | CPU ms/trial | share of hpsearch random (CPU) |",
+            "|---|---:|---:|---:|",
+        ]
+        for storage in store_cells:
+            alone = runs[("random", storage, STORE_ONLY)]
+            loop = runs[("random", storage, "hpsearch")]
+            wall_ms = [_ms(r, "loop_s", n) for r in alone]
+            cpu_ms = [_ms(r, "cpu_s", n) for r in alone]
+            lines.append(
+                f"| {storage} | {_spread(wall_ms)} | {_spread(cpu_ms)} "
+                f"| {_ratio(cpu_ms, [_ms(r, 'cpu_s', n) for r in loop])} |"
+            )
     lines += [
         "",
         "Fixed costs per run (not per trial), median over every run of a library:",
