@@ -192,7 +192,7 @@ def test_a_restarted_chief_waits_for_the_crashed_chiefs_lease_then_serves(
         killed = time.monotonic()
         second.wait_serving(LEASE + 5, proc)
         took = time.monotonic() - killed
-        assert took <= LEASE + 1.0, f"serving {took:.1f}s after the kill"
+        assert took <= LEASE + 3.0, f"serving {took:.1f}s after the kill"
         with Client(second.address, timeout=3.0, wait_seconds=1.0, retry_seconds=10) as c:
             c.heartbeat("standby", held.number, held.attempt)  # its lease is still good
             c.tell("standby", held.number, held.attempt, value=2.0)
@@ -321,9 +321,10 @@ def test_a_chief_outage_longer_than_a_trial_lease_costs_no_rerun(
     chief_storage: str, tmp_path: Path
 ) -> None:
     """No worker can renew a trial's lease while no chief serves: the restarted chief pushes
-    the running trials' leases back by the outage instead of giving them up at once."""
+    the running trials' leases back by the outage instead of giving them up at once (here
+    the lease lapsed during the outage, so the new chief's first sweep would end it LOST)."""
     study_file = tmp_path / "outage.yaml"
-    study_file.write_text(study_yaml("outage", lease_seconds=5))
+    study_file.write_text(study_yaml("outage", lease_seconds=8))
     args = ("--chief-lease-seconds", "1.5", "--study", str(study_file))
     port = free_port()
     first = faultkit.Chief(chief_storage, port, tmp_path / "first.log", *args)
@@ -332,7 +333,7 @@ def test_a_chief_outage_longer_than_a_trial_lease_costs_no_rerun(
         trial = c.ask("outage", "w0")[0]
         c.heartbeat("outage", trial.number, trial.attempt)
         first.kill()
-        time.sleep(6.0)  # down longer than the trial's 5 s lease
+        time.sleep(9.0)  # down longer than the trial's 8 s lease
         second = faultkit.Chief(chief_storage, port, tmp_path / "second.log", *args)
         try:
             second.start()
