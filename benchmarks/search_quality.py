@@ -782,7 +782,7 @@ def report(
                 lines.append("")
                 summary.append(
                     f"| {budget} | {batch} | {lead} / {len(complete)} | "
-                    + " | ".join(f"{np.mean(ranks[m]):.2f}" for m in shown)
+                    + " / ".join(f"{np.mean(ranks[m]):.2f}" for m in shown)
                     + f" | {', '.join(behind) or 'none'} |"
                 )
     if summary:
@@ -882,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
                     record["seconds"],
                     time.perf_counter() - started,
                 )
-    text = report(runs, args.problems, args.batch, methods, seeds, budgets)
+    text = report(runs, args.problems, args.batch, methods, seeds, budgets) if seeds else ""
     if args.latency:
         lat = latency(args.latency, args.latency_repeats, args.optuna_latency_repeats, methods)
         text += "\n" + latency_report(lat)
