@@ -136,7 +136,11 @@ def test_bad_steps_are_refused() -> None:
         ({1: 0.5}, "metric names must be non-empty strings"),
         ({"acc": True}, "metric 'acc' must be a number, got True"),
         ({"acc": "0.5"}, "metric 'acc' must be a number, got '0.5'"),
-        ({"acc": float("nan")}, "metric 'acc' is nan; report finite numbers only"),
+        (
+            {"acc": float("nan")},
+            r"metric 'acc' is nan; report finite numbers only \(fail the trial instead if "
+            r"training diverged\)$",
+        ),
         ({"acc": -float("inf")}, "metric 'acc' is -inf; report finite numbers only"),
     ],
     ids=["empty-name", "number-name", "boolean", "string", "nan", "minus-inf"],

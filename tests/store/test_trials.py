@@ -537,3 +537,15 @@ def test_an_expired_lease_says_when_it_expired_and_whether_the_trial_gives_up(
     assert re.fullmatch(
         rf"lease expired at {when} .* worker w2", attempts[1].failure_message or ""
     )
+
+
+def test_a_heartbeat_for_an_ended_attempt_says_it_cannot_renew_the_lease(store: Store) -> None:
+    name = store.create_study(study_config()).name
+    store.create_trial(name, {}, worker_id="w1", lease_seconds=60)
+    store.complete_trial(name, 0, 1, 0.5)
+    with pytest.raises(
+        StaleAttemptError,
+        match=r"attempt 1 of study .* already ended as COMPLETED; cannot renew its lease: "
+        r"drop this result$",
+    ):
+        store.renew_lease(name, 0, 1, lease_seconds=60)
