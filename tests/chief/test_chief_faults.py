@@ -273,7 +273,8 @@ def test_a_worker_frozen_past_its_lease_then_thawed(chief: Any, tmp_path: Path) 
     workers = {
         wid: subprocess.Popen(
             [
-                *("hpsearch", "worker", "--oracle", chief.address, "--study", "frozen"),
+                *(sys.executable, "-m", "hpsearch", "worker", "--oracle", chief.address),
+                *("--study", "frozen"),
                 *("--worker-id", wid, "--output-dir", str(tmp_path / "out")),
                 *("--", sys.executable, str(REPO / "tests" / "worker" / "fake_trial.py")),
             ],

@@ -62,6 +62,22 @@ def test_unknown_scale_is_refused() -> None:
         DoubleParam("x", 0, 1, scale="cubic")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("cls", "args", "message"),
+    [
+        (IntegerParam, ("n", 1.5, 3), "parameter 'n' min: expected an integer, got 1.5"),
+        (IntegerParam, ("n", 1, "x"), "parameter 'n' max: expected a number, got 'x'"),
+        (IntegerParam, ("n", 1, 3, "cubic"), "parameter 'n': unknown scale 'cubic'; use one of"),
+        (DoubleParam, ("x", "a", 3), "parameter 'x' min: expected a number, got 'a'"),
+        (DoubleParam, ("x", 0, 1, "cubic"), "parameter 'x': unknown scale 'cubic'; use one of"),
+    ],
+    ids=["int-min", "int-max", "int-scale", "double-min", "double-scale"],
+)
+def test_a_bad_bound_or_scale_names_the_parameter(cls: type, args: tuple, message: str) -> None:
+    with refused(f"^{message}"):
+        cls(*args)
+
+
 def test_scale_spellings_are_parsed() -> None:
     assert DoubleParam("x", 1, 2, scale="reverse-log").scale is Scale.REVERSE_LOG  # type: ignore[arg-type]
     assert DoubleParam("x", 1, 2, scale="LOG").scale is Scale.LOG  # type: ignore[arg-type]
