@@ -337,6 +337,30 @@ def test_optuna_adapters_give_valid_new_suggestions(algorithm: str, needs: str) 
     assert out == suggest(cfg, done, pending, 3, np.random.default_rng(0))
 
 
+def test_tpe_keeps_its_replay_and_suggests_as_a_fresh_one() -> None:
+    """TPE keeps its Optuna study between calls and adds only the new results; a study of
+    another name starts from a fresh replay.  With the same generator both must suggest
+    the same, call after call (a pending trial left RUNNING, or a result missed, changes
+    the constant liar's model and so the suggestions), and a history read back in another
+    order (a restart) is replayed afresh."""
+    import dataclasses
+
+    pytest.importorskip("optuna", reason="the optuna extra is not installed")
+    cfg = config(MIXED, algorithm="tpe")
+    rng = np.random.default_rng(7)
+    done: list[Observation] = []
+    for step in range(36):
+        pending = [MIXED.sample(rng) for _ in range(step % 3)]
+        fresh_cfg = dataclasses.replace(cfg, name=f"fresh-{step}")
+        kept = suggest(cfg, done, pending, 2, np.random.default_rng(step))
+        assert kept == suggest(fresh_cfg, done, pending, 2, np.random.default_rng(step))
+        done.append(Observation(kept[0], mixed_loss(kept[0])))
+    again = list(reversed(done))
+    assert suggest(cfg, again, [], 2, np.random.default_rng(99)) == suggest(
+        dataclasses.replace(cfg, name="other"), again, [], 2, np.random.default_rng(99)
+    )
+
+
 def test_optuna_cmaes_learns_from_the_history_it_is_given() -> None:
     """Each call rebuilds Optuna's study from the history; CMA-ES keeps its state in the
     trials it sampled itself, so without a warm start from that history it would sample
