@@ -84,6 +84,8 @@ for step in (1, 2):
 KT_WORKER = REPO / "tests" / "chief" / "kt_worker.py"
 STUDY = "faults"
 WINDOW = 15.0  # seconds per throughput window
+#: A worker frozen or killed with its ask in flight is handed the trial within this long.
+HANDOFF_SECONDS = 2.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +183,7 @@ class Phase:
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.killed: set[int] = set()  # pids the harness killed
         self.counted: set[int] = set()  # pids whose exit is counted
+        self.worker_faults: list[tuple[str, float]] = []  # (worker, when: time.time())
 
     # -- the phase ------------------------------------------------------------------------
     def run(self) -> Result:
@@ -442,11 +445,27 @@ class Phase:
         return wid, self.workers[wid]
 
     def _note_hit(self, wid: str, why: str) -> None:
-        """Allow one more attempt to the trial ``wid`` holds now."""
-        with self._store() as store:
-            for trial in store.list_trials(STUDY, states=[_running()]):
-                if trial.worker_id == wid:
-                    self.result.hit[trial.number] += 1
+        """Allow one more attempt to the trial ``wid`` holds now, or is being handed: a
+        worker stopped or killed while its ask is in flight gets the trial the chief
+        commits a moment later.  Those are found at the end (:meth:`_check`) from the
+        attempts ``wid`` began by ``HANDOFF_SECONDS`` after the fault and had not ended
+        before it."""
+        self.worker_faults.append((wid, time.time()))
+
+    def _worker_fault_hits(self, attempts: list[Any]) -> collections.Counter[int]:
+        """The trials hit by the worker faults, once per fault (see :meth:`_note_hit`)."""
+        hits: collections.Counter[int] = collections.Counter()
+        for wid, at in self.worker_faults:
+            hits.update(
+                {
+                    number
+                    for number, _, worker, _, started, ended in attempts
+                    if worker == wid
+                    and started <= at + HANDOFF_SECONDS
+                    and (ended is None or ended >= at)
+                }
+            )
+        return hits
 
     # -- measurements ---------------------------------------------------------------------
     def _sample(self, started: float) -> None:
@@ -470,11 +489,13 @@ class Phase:
             with store.engine.connect() as conn:
                 rows = conn.execute(
                     text(
-                        "SELECT t.number, a.state, a.worker_id, a.failure_message "
+                        "SELECT t.number, a.state, a.worker_id, a.failure_message, "
+                        "a.started_at, a.ended_at "
                         "FROM trial_attempts a JOIN trials t ON t.id = a.trial_id "
                         "ORDER BY t.number, a.attempt"
                     )
                 ).all()
+        result.hit.update(self._worker_fault_hits(rows))
         result.trials = len(trials)
         result.states = dict(collections.Counter(t.state.value for t in trials))
         result.attempts = dict(collections.Counter(row[1] for row in rows))
@@ -486,7 +507,7 @@ class Phase:
         result.over_attempted = sorted(
             n for n, c in per_trial.items() if c - 1 > result.hit.get(n, 0)
         )
-        for number, state, worker, message in rows:
+        for number, state, worker, message, _, _ in rows:
             if number in result.over_attempted[:10]:
                 tail = " / ".join((message or "").strip().splitlines()[-3:])[-300:]
                 result.over_detail.setdefault(number, []).append((worker or "", state, tail))
