@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,20 @@ def test_unknown_scale_is_refused() -> None:
         (IntegerParam, ("n", 1, 3, "cubic"), "parameter 'n': unknown scale 'cubic'; use one of"),
         (DoubleParam, ("x", "a", 3), "parameter 'x' min: expected a number, got 'a'"),
         (DoubleParam, ("x", 0, 1, "cubic"), "parameter 'x': unknown scale 'cubic'; use one of"),
+        (DoubleParam, ("x", math.inf, 1), "parameter 'x' min: expected a finite number, got inf"),
+        (DoubleParam, ("x", 0, math.nan), "parameter 'x' max: expected a finite number, got nan"),
+        (DoubleParam, ("x", 0, "b"), "parameter 'x' max: expected a number, got 'b'"),
+        (DoubleParam, ("x", 0, 1, "linear", "s"), "parameter 'x' step: expected a number, got"),
+        (DoubleParam, ("x", 0, 1, "linear", -1), "parameter 'x': step must be > 0, got -1"),
+        (IntegerParam, ("n", 0, 5, "linear", 1.5), "parameter 'n' step: expected an integer, got"),
+        (IntegerParam, ("n", 0, 5, "linear", 0), "parameter 'n': step must be >= 1, got 0"),
+        (IntegerParam, ("n", 1, 64, "log", 1), "parameter 'n': on a log scale the step is a"),
     ],
-    ids=["int-min", "int-max", "int-scale", "double-min", "double-scale"],
+    ids=[
+        *("int-min", "int-max", "int-scale", "double-min", "double-scale", "double-min-inf"),
+        *("double-max-nan", "double-max-type", "double-step-type", "double-step-negative"),
+        *("int-step-fraction", "int-step-zero", "int-log-step-one"),
+    ],
 )
 def test_a_bad_bound_or_scale_names_the_parameter(cls: type, args: tuple, message: str) -> None:
     with refused(f"^{message}"):
