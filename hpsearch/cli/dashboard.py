@@ -47,12 +47,15 @@ def _run(args: argparse.Namespace) -> int:
 
     token = read_token(token_file=getattr(args, "token_file", None))
     server = serve_dashboard(args.storage, args.host, args.port, token=token, server=args.server)
-    print(
-        f"hpsearch dashboard: {server.url} (read-only, served by {server.backend}; Ctrl-C stops)",
-        file=sys.stderr,
-        flush=True,
-    )
+    # From here on a Ctrl-C, wherever it lands, stops the server: cheroot's worker threads
+    # are not daemons, so a KeyboardInterrupt that skipped stop() left the process hanging.
     try:
+        print(
+            f"hpsearch dashboard: {server.url} (read-only, served by {server.backend}; "
+            "Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
         server.wait()
     except KeyboardInterrupt:
         pass

@@ -67,7 +67,11 @@ class DashboardServer:
 
     def start(self) -> DashboardServer:
         self._thread.start()
-        logger.info("dashboard serving url=%s server=%s", self.url, self.backend)
+        try:
+            logger.info("dashboard serving url=%s server=%s", self.url, self.backend)
+        except BaseException:  # a Ctrl-C here: the caller never gets the server to stop
+            self.stop()
+            raise
         return self
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -248,7 +248,12 @@ def test_serve_dashboard_from_a_url(storage_url: str) -> None:
         urllib.request.urlopen(server.url + "api/health", timeout=2)
 
 
-def test_cli_serves_until_interrupted(sqlite_url: str) -> None:
+@pytest.mark.parametrize("request_first", [True, False], ids=["after-a-request", "at-once"])
+def test_cli_serves_until_interrupted(sqlite_url: str, request_first: bool) -> None:
+    """Ctrl-C stops ``hpsearch dashboard`` with status 0, and it stops it too when it lands
+    at once, as the server starts: cheroot's threads are not daemons, and a Ctrl-C that
+    skipped the stop left the process hanging (seen under load: the URL is logged before
+    the command's own line, so the interrupt came while that line was printed)."""
     store = Store(sqlite_url)
     make_mixed_study(store, "cli")
     store.close()
@@ -266,10 +271,12 @@ def test_cli_serves_until_interrupted(sqlite_url: str) -> None:
             if "http://" in line:
                 break
         url = line[line.index("http://") :].split()[0]
-        studies = ApiClient(url).get("/api/studies")["studies"]
-        assert [s["name"] for s in studies] == ["cli"]
+        if request_first:
+            studies = ApiClient(url).get("/api/studies")["studies"]
+            assert [s["name"] for s in studies] == ["cli"]
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        # Interrupted while still starting, it exits as an interrupted command does (130).
+        assert proc.wait(timeout=60) in ((0,) if request_first else (0, 130))
     finally:
         if proc.poll() is None:
             proc.kill()
