@@ -105,10 +105,9 @@ def suggest_optuna(
     if sampler_name == "tpe":
         with _replayed(optuna, config, completed, direction) as replay:
             return replay.ask(sampler, pending, n)
-    study = optuna.create_study(direction=direction, sampler=sampler)
-    for obs in completed:
-        study.add_trial(_frozen(optuna, config.space, obs.params, obs.value))
-    return _Replay(optuna, config, study).ask(sampler, pending, n, keep=False)
+    replay = _Replay(optuna, config, optuna.create_study(direction=direction, sampler=sampler))
+    replay.extend(completed)  # also what ask() must not suggest again
+    return replay.ask(sampler, pending, n, keep=False)
 
 
 class _Replay:
