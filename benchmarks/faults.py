@@ -145,14 +145,20 @@ class Result:
     hit: collections.Counter[int] = field(default_factory=collections.Counter)
     extra_attempts: int = 0
     over_attempted: list[int] = field(default_factory=list)
-    #: Each over-attempted trial's attempts: (worker, state, the failure message's end).
-    over_detail: dict[int, list[tuple[str, str, str]]] = field(default_factory=dict)
+    #: Each over-attempted trial's attempts: (worker, state, the failure message's end,
+    #: the faults injected while it ran).
+    over_detail: dict[int, list[tuple[str, str, str, str]]] = field(default_factory=dict)
     lost: list[int] = field(default_factory=list)
+    #: Trials still RUNNING or WAITING when a phase was cut off at --max-minutes (the
+    #: workers are stopped first, so a result told meanwhile is not mistaken for a loss).
+    unfinished: int = 0
     duplicated: int = 0
     worker_exits: collections.Counter[str] = field(default_factory=collections.Counter)
     kt_restarts: int = 0
     worker_errors: collections.Counter[str] = field(default_factory=collections.Counter)
     chief_restarts: list[float] = field(default_factory=list)
+    #: Each chief restart split into its steps (see :func:`restart_steps`).
+    restart_steps: list[str] = field(default_factory=list)
     windows: list[float] = field(default_factory=list)
     network: str = ""
     problems: list[str] = field(default_factory=list)
@@ -184,6 +190,10 @@ class Phase:
         self.killed: set[int] = set()  # pids the harness killed
         self.counted: set[int] = set()  # pids whose exit is counted
         self.worker_faults: list[tuple[str, float]] = []  # (worker, when: time.time())
+        self.events: list[tuple[float, str, str]] = []  # (time.time(), fault, its target)
+        self.cut_off = False
+        self.chief_killed_at: float | None = None  # time.monotonic() of the last chief kill
+        self.chief_killed_wall: float | None = None  # and its time.time()
 
     # -- the phase ------------------------------------------------------------------------
     def run(self) -> Result:
@@ -217,7 +227,7 @@ class Phase:
             "--chief-lease-seconds",
             str(args.chief_lease_seconds),
             "--log-level",
-            "WARNING",
+            "INFO",  # its start-up steps, timed in :func:`restart_steps`
         )
         self.chief.start()
         self.netem = netem_available()
@@ -239,21 +249,27 @@ class Phase:
         injector = threading.Thread(target=self._inject, daemon=True) if self.faults else None
         if injector is not None:
             injector.start()
-        self._wait_workers(started + args.max_minutes * 60)
+        self.cut_off = not self._wait_workers(started + args.max_minutes * 60)
         self.result.seconds = time.monotonic() - started
         self.stop.set()
         if injector is not None:
             injector.join(args.network_seconds + 60)
         sampler.join(10)
+        if self.cut_off:  # stop every worker first: the check must not race live ones
+            self._stop_workers()
         self._check()
 
-    def _teardown(self) -> None:
-        self.stop.set()
+    def _stop_workers(self) -> None:
         for proc in self.workers.values():
             if proc.poll() is None:
                 self._thaw(proc)
                 proc.kill()
-                proc.wait(10)
+        for proc in self.workers.values():
+            proc.wait(30)
+
+    def _teardown(self) -> None:
+        self.stop.set()
+        self._stop_workers()
         if getattr(self, "chief", None) is not None:
             self.chief.kill()
         if self.proxy is not None:
@@ -302,9 +318,10 @@ class Phase:
         with self.lock:
             self.workers[wid] = proc
 
-    def _wait_workers(self, deadline: float) -> None:
+    def _wait_workers(self, deadline: float) -> bool:
         """Until every worker has exited 0 (the study is finished); a killed hpsearch
-        worker, or a stock worker that exited with an error, is restarted under its id."""
+        worker, or a stock worker that exited with an error, is restarted under its id.
+        False if the deadline came first."""
         while time.monotonic() < deadline:
             running = 0
             for wid, proc in list(self.workers.items()):
@@ -327,9 +344,10 @@ class Phase:
                     self.result.worker_exits[f"{kind} exit {code}"] += 1
                     self.counted.add(proc.pid)
             if running == 0:
-                return
+                return True
             time.sleep(0.2)
         self.result.problems.append(f"the study did not finish in {self.args.max_minutes} min")
+        return False
 
     def _supervise_chief(self) -> None:
         """A supervisor loop: restart the chief the moment it exits, every time."""
@@ -340,8 +358,10 @@ class Phase:
             if self.stop.is_set():
                 return
             with self.lock:
-                killed_at = getattr(self, "chief_killed_at", None)
+                killed_at, killed_wall = self.chief_killed_at, self.chief_killed_wall
                 self.chief_killed_at = None
+            offset = self.chief.log.stat().st_size if self.chief.log.exists() else 0
+            spawned = time.time()
             try:
                 self.chief.start(timeout=120)
             except (RuntimeError, TimeoutError) as error:
@@ -349,7 +369,11 @@ class Phase:
                 time.sleep(1.0)
                 continue
             if killed_at is not None:
-                self.result.chief_restarts.append(time.monotonic() - killed_at)
+                took = time.monotonic() - killed_at
+                self.result.chief_restarts.append(took)
+                steps = restart_steps(self.chief.log, offset, killed_wall, spawned,
+                                      time.time())  # fmt: skip
+                self.result.restart_steps.append(f"{took:.1f} s: {steps}")
 
     def _finished(self) -> bool:
         with self._store() as store:
@@ -365,9 +389,11 @@ class Phase:
             if not rotation:
                 rotation = self.rng.sample(kinds, len(kinds))
             kind = rotation.pop()
+            at = time.time()
             try:
-                getattr(self, "_" + kind.replace("-", "_"))()
+                target = getattr(self, "_" + kind.replace("-", "_"))()
                 self.result.injected[kind] += 1
+                self.events.append((at, kind, target or ""))
             except NoTarget:  # the study's last trials are ending: nothing to hit
                 self.result.injected[kind + " (no busy worker: skipped)"] += 1
             except Exception as error:  # a fault that could not be injected is reported
@@ -391,6 +417,7 @@ class Phase:
         self._note_stock_trials()
         with self.lock:
             self.chief_killed_at = time.monotonic()
+            self.chief_killed_wall = time.time()
         assert self.chief.proc is not None
         self.chief.proc.kill()
 
@@ -399,12 +426,13 @@ class Phase:
         self._note_stock_trials()
         self.postgres.restart()
 
-    def _worker_freeze(self) -> None:
+    def _worker_freeze(self) -> str:
         wid, proc = self._busy_worker()
         for pid in [proc.pid, *faultkit.descendants(proc.pid)]:
             os.kill(pid, signal.SIGSTOP)  # the worker and its trial, as a paused box
         self._note_hit(wid, "freeze")
         threading.Timer(self.args.lease_seconds * 1.5, self._thaw, args=(proc,)).start()
+        return wid
 
     def _thaw(self, proc: subprocess.Popen[bytes]) -> None:
         for pid in [proc.pid, *faultkit.descendants(proc.pid)]:
@@ -413,11 +441,12 @@ class Phase:
             except ProcessLookupError:
                 pass
 
-    def _worker_kill(self) -> None:
+    def _worker_kill(self) -> str:
         wid, proc = self._busy_worker()
         self._note_hit(wid, "kill")
         self.killed.add(proc.pid)
         proc.kill()  # its trial dies with it (PR_SET_PDEATHSIG)
+        return wid
 
     def _network(self) -> None:
         held = self._stock_trials()
@@ -484,6 +513,9 @@ class Phase:
         from sqlalchemy import text
 
         result = self.result
+        # The workers' logs before the store: a result a worker was told is stored is in
+        # the store by the time it is read.
+        told = told_results(self.work)
         with self._store() as store:
             trials = store.list_trials(STUDY)
             with store.engine.connect() as conn:
@@ -507,16 +539,20 @@ class Phase:
         result.over_attempted = sorted(
             n for n, c in per_trial.items() if c - 1 > result.hit.get(n, 0)
         )
-        for number, state, worker, message, _, _ in rows:
+        for number, state, worker, message, began, ended in rows:
             if number in result.over_attempted[:10]:
                 tail = " / ".join((message or "").strip().splitlines()[-3:])[-300:]
-                result.over_detail.setdefault(number, []).append((worker or "", state, tail))
+                near = self._faults_during(began, ended)
+                result.over_detail.setdefault(number, []).append((worker or "", state, tail, near))
         stored = {t.number: t for t in trials}
-        told = told_results(self.work)
         result.lost = sorted(
             n for n in told if n not in stored or stored[n].state.value != "COMPLETED"
         )
-        result.lost += sorted(t.number for t in trials if t.state.value in ("RUNNING", "WAITING"))
+        open_trials = sorted(t.number for t in trials if t.state.value in ("RUNNING", "WAITING"))
+        if self.cut_off:
+            result.unfinished = len(open_trials)
+        else:
+            result.lost += open_trials
         result.worker_errors = worker_errors(self.work)
         if result.states.get("COMPLETED", 0) != self.args.trials:
             result.problems.append(f"trials by state: {result.states}")
@@ -535,10 +571,73 @@ class Phase:
         if bad_exits:
             result.problems.append(f"workers exited with errors: {bad_exits}")
 
+    def _faults_during(self, began: Any, ended: Any) -> str:
+        """The faults injected from an attempt's start to its end, as "+12.3s kind target"
+        (seconds after the start): what to read first when a lease expired."""
+        if began is None:
+            return ""
+        start = _epoch(began)
+        end = _epoch(ended) if ended is not None else float("inf")
+        return ", ".join(
+            f"+{at - start:.1f}s {kind}{' ' + target if target else ''}"
+            for at, kind, target in self.events
+            if start - 1.0 <= at <= end
+        )
+
     def _store(self) -> Any:
         from hpsearch.store import Store
 
         return Store(self.url, pool_size=2)
+
+
+def _epoch(value: Any) -> float:
+    """A timestamp from SQL (aware or naive UTC datetime) as seconds since the epoch."""
+    import datetime as dt
+
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return float(value.timestamp())
+
+
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", re.M)
+
+
+def restart_steps(log: Path, offset: int, killed: float | None, spawned: float,
+                  healthy: float) -> str:  # fmt: skip
+    """A chief restart split into its steps, from the restarted chief's log (its lines
+    from ``offset`` on) and the harness's clock: kill -> spawn, spawn -> its first log line
+    (interpreter, imports, database), -> lease taken (the wait for the dead chief's lease),
+    -> serving, -> gRPC health answering SERVING to the harness."""
+    import calendar
+
+    with log.open("rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+
+    def first(marker: str | None) -> float | None:
+        for line in text.splitlines():
+            if marker is None or marker in line:
+                m = _LOG_TIME.match(line)
+                if m:
+                    stamp = time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+                    return calendar.timegm(stamp) + int(m.group(2)) / 1000
+        return None
+
+    marks = [
+        ("spawned", spawned),
+        ("first log line", first(None)),
+        ("lease taken", first("chief lease taken")),
+        ("serving", first("chief serving")),
+        ("health SERVING", healthy),
+    ]
+    steps, last = [], killed if killed is not None else spawned
+    for name, at in marks:
+        if at is None:
+            steps.append(f"{name} ?")
+            continue
+        steps.append(f"{name} +{at - last:.1f}")
+        last = at
+    return ", ".join(steps)
 
 
 def _running() -> Any:
@@ -718,6 +817,7 @@ def report(args: argparse.Namespace, started: str, results: list[Result]) -> str
         ("re-runs the faults allow (trials hit)", [str(sum(r.hit.values())) for r in results]),
         ("trials attempted beyond that", [str(len(r.over_attempted)) for r in results]),
         ("lost results", [str(len(r.lost)) for r in results]),
+        ("trials unfinished at the cut-off", [str(r.unfinished) for r in results]),
         ("duplicated results", [str(r.duplicated) for r in results]),
         ("worker exits", [_counts(r.worker_exits) for r in results]),
         ("stock worker restarts", [str(r.kt_restarts) for r in results]),
@@ -729,7 +829,7 @@ def report(args: argparse.Namespace, started: str, results: list[Result]) -> str
     for name, values in rows:
         lines.append(f"| {name} | " + " | ".join(values) + " |")
     lines += ["", "Throughput with faults against the fault-free run of the same database:", ""]
-    by_db = collections.defaultdict(dict)
+    by_db: dict[str, dict[bool, Result]] = collections.defaultdict(dict)
     for r in results:
         by_db[r.database][r.faults] = r
     for database, pair in by_db.items():
@@ -741,8 +841,14 @@ def report(args: argparse.Namespace, started: str, results: list[Result]) -> str
         for number, attempts in r.over_detail.items():
             lines.append(f"- {r.database} {'faults' if r.faults else 'fault-free'}: trial "
                          f"{number} attempted more often than its faults allow:")  # fmt: skip
-            for worker, state, tail in attempts:
-                lines.append(f"  - {worker} {state}" + (f": `{tail}`" if tail else ""))
+            for worker, state, tail, near in attempts:
+                lines.append(f"  - {worker} {state}" + (f": `{tail}`" if tail else "")
+                             + f"; faults while it ran: {near or 'none'}")  # fmt: skip
+    for r in results:
+        if r.restart_steps:
+            lines.append(f"- {r.database} {'faults' if r.faults else 'fault-free'}: each chief "
+                         "restart, from the kill, in steps (seconds since the last):")  # fmt: skip
+            lines += [f"  - {steps}" for steps in r.restart_steps]
     lines += ["", "Errors seen by workers (warnings and errors in their logs, by kind):", ""]
     for r in results:
         if r.worker_errors:
