@@ -41,24 +41,39 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Serve until interrupted (Ctrl-C); exit status 0."""
+    """Serve until interrupted (Ctrl-C, or SIGTERM as a container stop sends); status 0."""
+    import signal
+    import threading
+
     from hpsearch.dashboard import serve_dashboard
     from hpsearch.security import read_token
 
     token = read_token(token_file=getattr(args, "token_file", None))
-    server = serve_dashboard(args.storage, args.host, args.port, token=token, server=args.server)
-    # From here on a Ctrl-C, wherever it lands, stops the server: cheroot's worker threads
-    # are not daemons, so a KeyboardInterrupt that skipped stop() left the process hanging.
+    # A signal only sets the event, wherever it lands: cheroot's worker threads are not
+    # daemons, so a KeyboardInterrupt raised between the server's start and the stop below
+    # (the main thread is slow to get there on a loaded machine) left the process hanging.
+    interrupted = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        interrupted.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(
-            f"hpsearch dashboard: {server.url} (read-only, served by {server.backend}; "
-            "Ctrl-C stops)",
-            file=sys.stderr,
-            flush=True,
+        server = serve_dashboard(
+            args.storage, args.host, args.port, token=token, server=args.server
         )
-        server.wait()
-    except KeyboardInterrupt:
-        pass
+        try:
+            print(
+                f"hpsearch dashboard: {server.url} (read-only, served by {server.backend}; "
+                "Ctrl-C stops)",
+                file=sys.stderr,
+                flush=True,
+            )
+            while not interrupted.is_set() and not server.wait(0.2):
+                pass
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
