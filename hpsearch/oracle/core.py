@@ -8,7 +8,12 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from hpsearch.errors import InvalidArgumentError, NotFoundError, StaleAttemptError
+from hpsearch.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    StaleAttemptError,
+    StorageError,
+)
 from hpsearch.oracle.answers import AskResult, LeaseAnswer
 from hpsearch.oracle.mirror import StudyMirror, log_trial
 from hpsearch.oracle.scheduler import Scheduler
@@ -499,7 +504,9 @@ class Oracle:
                             mirror.resync(self.store)
                         except NotFoundError:  # deleted behind the chief (the CLI)
                             self._forget(name, mirror)
-            except Exception:  # keep sweeping through a database hiccup
+            except StorageError as error:  # the database is restarting: one line, no trace
+                logger.warning("lease sweep skipped for now: %s", error)
+            except Exception:  # keep sweeping through anything else, with its traceback
                 logger.exception("lease sweep failed")
 
 

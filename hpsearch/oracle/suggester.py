@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from hpsearch import search
+from hpsearch.errors import StorageError
 from hpsearch.oracle.mirror import StudyMirror
 from hpsearch.search.encoding import params_key
 from hpsearch.space import Params, StudyConfig
@@ -134,6 +135,9 @@ class Suggester:
             for mirror in self._mirrors():
                 try:
                     self.refill(mirror)
+                except StorageError as error:  # the database is restarting: one line
+                    logger.warning("suggestion deferred study=%s: %s", mirror.name, error)
+                    mirror.suggest_failed_at = time.monotonic()
                 except Exception:  # a broken algorithm must not kill the chief
                     logger.exception("suggestion failed study=%s", mirror.name)
                     mirror.suggest_failed_at = time.monotonic()

@@ -76,11 +76,19 @@ def test_postgres_restarted_in_the_middle_of_a_study(
         for progress in (5, 15):
             workers.wait_told(progress, 60)
             private_postgres.restart()  # a fast shutdown: sessions ended mid-transaction
+        workers.wait_told(20, 60)
+        private_postgres.stop()  # and down for longer than a few lease sweeps (1 s apart)
+        time.sleep(3.0)
+        private_postgres.start()
         workers.join(120)
         assert chief.proc is not None and chief.proc.poll() is None, chief.tail()
         _check_study(private_postgres.url, "pgrestart", 30, workers.told)
         # The chief answered UNAVAILABLE during the restarts; the client retried it.
         assert workers.errors == []
+        # An outage is one warning line per skipped sweep, not a 100-line traceback.
+        log = (tmp_path / "chief.log").read_text(errors="replace")
+        assert "lease sweep skipped for now: cannot reach the database" in log, chief.tail(40)
+        assert "Traceback" not in log, chief.tail(40)
     finally:
         chief.kill()
 
