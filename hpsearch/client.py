@@ -239,6 +239,7 @@ class Client:
             request = pb2.SuggestTrialsRequest(
                 study=study, worker_id=worker_id, count=count, wait_seconds=wait
             )
+            sent = time.monotonic()
             response = self._call(self._stub.SuggestTrials, request, deadline=wait + self.timeout)
             if response.status == pb2.SuggestTrialsResponse.DONE:
                 return []
@@ -246,6 +247,15 @@ class Client:
                 return [trial_from_proto(t) for t in response.trials]
             if give_up is not None and time.monotonic() >= give_up:
                 raise TimeoutError(f"no trial of study {study!r} became ready in {timeout}s")
+            # WAIT long before the hold asked for: the chief holds no more calls now (all
+            # its slots are taken, hpsearch.service.holds); ask again after a pause, not at
+            # once.
+            early = wait - (time.monotonic() - sent)
+            if early > 0.5:
+                pause = min(early, random.uniform(0.5, 1.5))
+                if give_up is not None:
+                    pause = min(pause, max(0.0, give_up - time.monotonic()))
+                time.sleep(pause)
 
     def heartbeat(self, study: str, number: int, attempt: int, worker_id: str = "") -> LeaseStatus:
         """Renew the lease of a running attempt.  StaleAttemptError if it was lost."""

@@ -21,6 +21,7 @@ from hpsearch.errors import FailedPreconditionError
 from hpsearch.oracle import Oracle
 from hpsearch.protos import keras_tuner_service_pb2_grpc, study_service_pb2_grpc
 from hpsearch.security import RequestGuard, ServerSecurity
+from hpsearch.service.holds import HoldSlots
 from hpsearch.service.keras_tuner import KerasTunerServicer
 from hpsearch.service.study_service import StudyServicer
 from hpsearch.wire import MAX_RECEIVE_BYTES, MAX_SEND_BYTES
@@ -85,9 +86,12 @@ def build_server(
     """
     security = security or ServerSecurity()
     server = _grpc_server(max_workers, [RequestGuard(security.token)])
-    keras_tuner = KerasTunerServicer(oracle, study)
+    # One budget of held calls for both services and the Keras Tuner side port (each port
+    # has its own max_workers threads, so the main port always keeps a quarter free).
+    holds = HoldSlots.for_threads(max_workers)
+    keras_tuner = KerasTunerServicer(oracle, study, holds)
     keras_tuner_service_pb2_grpc.add_OracleServicer_to_server(keras_tuner, server)
-    study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(oracle), server)
+    study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(oracle, holds), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = _bind(server, host, port, security.server_credentials(), "--port")

@@ -43,6 +43,7 @@ from hpsearch.protos import keras_tuner_service_pb2 as service_pb2
 from hpsearch.protos import keras_tuner_service_pb2_grpc as service_grpc
 from hpsearch.records import Trial, TrialState
 from hpsearch.service.errors import rpc
+from hpsearch.service.holds import HoldSlots
 from hpsearch.space import Goal, Params, ParamValue, Rung, Space, StudyConfig
 from hpsearch.space.keras_tuner import (
     space_from_keras_tuner,
@@ -74,9 +75,10 @@ _SAMPLING_ENUMS = {"linear": kt_pb2.LINEAR, "log": kt_pb2.LOG, "reverse_log": kt
 class KerasTunerServicer(service_grpc.OracleServicer):
     """``keras_tuner.Oracle``: decode, call the oracle, encode."""
 
-    def __init__(self, oracle: Oracle, study: str | None) -> None:
+    def __init__(self, oracle: Oracle, study: str | None, holds: HoldSlots | None = None) -> None:
         self.oracle = oracle
         self.study = study
+        self.holds = holds or HoldSlots(1 << 30)
         # Attempts whose objective came in as NaN/inf (Keras Tuner: the trial is invalid).
         self._non_finite: dict[tuple[int, int], list[str]] = {}
         self._lock = threading.Lock()
@@ -106,13 +108,15 @@ class KerasTunerServicer(service_grpc.OracleServicer):
         self, request: service_pb2.CreateTrialRequest, context: grpc.ServicerContext
     ) -> service_pb2.CreateTrialResponse:
         name = self._study()
-        answer = self.oracle.ask(
-            name,
-            request.tuner_id or "tuner0",
-            1,
-            lease_seconds=self.oracle.config(name).keras_tuner_lease_seconds,
-            restarted=True,
-        )
+        with self.holds.hold() as may_hold:  # else IDLE at once: threads stay free
+            answer = self.oracle.ask(
+                name,
+                request.tuner_id or "tuner0",
+                1,
+                wait=None if may_hold else 0.0,
+                lease_seconds=self.oracle.config(name).keras_tuner_lease_seconds,
+                restarted=True,
+            )
         if answer.status is AskStatus.DONE:
             return service_pb2.CreateTrialResponse(trial=kt_pb2.Trial(status=kt_pb2.STOPPED))
         if answer.status is AskStatus.WAIT:

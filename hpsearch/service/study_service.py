@@ -12,6 +12,7 @@ from hpsearch.oracle import AskStatus, Oracle
 from hpsearch.protos import study_service_pb2 as pb2
 from hpsearch.protos import study_service_pb2_grpc as pb2_grpc
 from hpsearch.service.errors import rpc
+from hpsearch.service.holds import HoldSlots
 from hpsearch.space import StudyConfig, finite_metrics, loads_study
 from hpsearch.space.lifecycle import with_updates
 from hpsearch.wire import (
@@ -36,8 +37,9 @@ _ASK_STATUS = {
 class StudyServicer(pb2_grpc.StudyServiceServicer):
     """``hpsearch.v1.StudyService`` over an :class:`~hpsearch.oracle.Oracle`."""
 
-    def __init__(self, oracle: Oracle) -> None:
+    def __init__(self, oracle: Oracle, holds: HoldSlots | None = None) -> None:
         self.oracle = oracle
+        self.holds = holds or HoldSlots(1 << 30)
 
     @rpc
     def CreateStudy(
@@ -73,7 +75,10 @@ class StudyServicer(pb2_grpc.StudyServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None:  # answer before the caller's deadline
             wait = min(wait if wait is not None else self.oracle.hold_seconds, remaining * 0.8)
-        answer = self.oracle.ask(study, worker, max(1, request.count), wait=wait)
+        with self.holds.hold() as may_hold:  # else answered at once: threads stay free
+            answer = self.oracle.ask(
+                study, worker, max(1, request.count), wait=wait if may_hold else 0.0
+            )
         return pb2.SuggestTrialsResponse(
             status=_ASK_STATUS[answer.status],
             trials=[trial_to_proto(study, t) for t in answer.trials],
