@@ -107,8 +107,11 @@ def run_chief(
             )
             logger.info("dashboard serving url=%s", dashboard.url)
         settle_garbage_collector()
-        while not stop.wait(1.0 if exit_when_done else None):
-            if chief.study_finished():
+        # Never an untimed wait: a signal the kernel hands to one of gRPC's threads only
+        # runs its Python handler once the main thread wakes up, and a main thread asleep
+        # in wait(None) never did (the chief ignored that SIGTERM for good).
+        while not stop.wait(1.0):
+            if exit_when_done and chief.study_finished():
                 logger.info("chief exiting: study finished study=%s", chief.study)
                 break
     finally:

@@ -92,6 +92,21 @@ class Chief:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def signal_thread(pid: int, tid: int, signum: int) -> None:
+    """Send ``signum`` to thread ``tid`` of process ``pid`` (Linux ``tgkill``), as the
+    kernel may deliver a process-directed signal to any thread that does not block it."""
+    import ctypes
+    import platform
+
+    numbers = {"x86_64": 234, "aarch64": 131}  # SYS_tgkill
+    machine = platform.machine()
+    if machine not in numbers:
+        raise RuntimeError(f"tgkill's syscall number on {machine} is not known here")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(numbers[machine], pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}, {signum}) failed")
+
+
 def serving(address: str, timeout: float = 0.5) -> bool:
     """Whether the chief at ``address`` answers gRPC health SERVING now."""
     with grpc.insecure_channel(address) as channel:

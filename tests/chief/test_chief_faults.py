@@ -158,6 +158,26 @@ def test_sigterm_stops_the_chief_gracefully(chief_process: ChiefProcess, tmp_pat
     assert "chief stopped" in chief_process.log.read_text()
 
 
+def test_sigterm_delivered_to_another_thread_stops_the_chief(
+    chief_process: ChiefProcess, tmp_path: Path
+) -> None:
+    """The kernel may hand a process's SIGTERM to any of its threads (gRPC runs a dozen).
+    Python runs the handler on the main thread once it wakes: a chief whose main thread
+    slept in an untimed wait ignored that SIGTERM for good (seen as a flaky timeout of the
+    test above under load; reproduced every time by sending the signal to a gRPC thread)."""
+    study_file = tmp_path / "term.yaml"
+    study_file.write_text(study_yaml("term"))
+    chief_process.study = str(study_file)
+    chief_process.start()
+    assert chief_process.proc is not None
+    pid = chief_process.proc.pid
+    others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert others, "the chief runs gRPC threads besides its main thread"
+    faultkit.signal_thread(pid, others[-1], signal.SIGTERM)
+    assert chief_process.proc.wait(30) == 0
+    assert "chief stopped" in chief_process.log.read_text()
+
+
 LEASE = 3.0  # the chief lease of these tests: a crashed chief's expires within 3 s
 
 
