@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
 
@@ -50,10 +51,9 @@ def test_chief_serves_the_dashboard_and_exits_when_its_study_is_done(tmp_path: P
     )
     try:
         wait_serving(f"127.0.0.1:{port}", 60, chief)
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{dashboard_port}/api/studies", timeout=10
-        ) as reply:
-            names = [s["name"] for s in json.load(reply)["studies"]]
+        # The dashboard starts just after the gRPC port serves: poll it, generously (a
+        # request at once was refused under load).
+        names = _studies_from_the_dashboard(f"http://127.0.0.1:{dashboard_port}", chief)
         assert names == ["tiny"]
         assert chief.poll() is None  # still serving: the study is not done
         with Client(f"127.0.0.1:{port}", wait_seconds=1.0) as client:
@@ -66,3 +66,15 @@ def test_chief_serves_the_dashboard_and_exits_when_its_study_is_done(tmp_path: P
             chief.kill()
         output = chief.communicate()[0].decode()
     assert "chief exiting: study finished" in output
+
+
+def _studies_from_the_dashboard(url: str, chief: subprocess.Popen[bytes]) -> list[str]:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/studies", timeout=10) as reply:
+                return [s["name"] for s in json.load(reply)["studies"]]
+        except OSError:
+            if time.monotonic() > deadline or chief.poll() is not None:
+                raise
+            time.sleep(0.2)
