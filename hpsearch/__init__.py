@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from hpsearch.client import Client
+    from hpsearch.errors import TrialInfeasible
     from hpsearch.loop import OptimizeResult, RunningTrial, optimize
 
 # Lazy, so that `import hpsearch` (and the space layer under it) loads neither gRPC nor the
@@ -25,6 +26,7 @@ _LAZY = {
     "optimize": "hpsearch.loop",
     "OptimizeResult": "hpsearch.loop",
     "RunningTrial": "hpsearch.loop",
+    "TrialInfeasible": "hpsearch.errors",
 }
 
 
@@ -36,4 +38,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'hpsearch' has no attribute {name!r}")
 
 
-__all__ = ["Client", "OptimizeResult", "RunningTrial", "__version__", "optimize"]
+__all__ = [
+    "Client",
+    "OptimizeResult",
+    "RunningTrial",
+    "TrialInfeasible",
+    "__version__",
+    "optimize",
+]

@@ -286,9 +286,14 @@ class Client:
         state: TrialState | str = TrialState.COMPLETED,
         failure_message: str = "",
         retry: bool = False,
+        infeasible: bool | str = False,
     ) -> Trial:
         """Finish an attempt: COMPLETED (with ``value`` or the study metric in ``metrics``),
         FAILED (with ``failure_message``; ``retry`` asks for another attempt) or STOPPED.
+        ``infeasible`` (True, or the reason) completes it as infeasible, as Vertex AI's
+        INFEASIBLE: it ran, but its result must not count (out of memory at this batch
+        size, a model too large to serve); the metrics may then be left out.  A trial
+        whose metrics break a constraint of the study is infeasible without it.
         Telling the same result twice is harmless."""
         state = TrialState(state.upper() if isinstance(state, str) else state)
         if state not in (TrialState.COMPLETED, TrialState.FAILED, TrialState.STOPPED):
@@ -301,6 +306,8 @@ class Client:
             metrics=dict(metrics or {}),
             failure_message=failure_message,
             retry=retry,
+            infeasible=bool(infeasible),
+            infeasible_reason=infeasible if isinstance(infeasible, str) else "",
         )
         if value is not None:
             request.value = value
@@ -320,7 +327,8 @@ class Client:
 
     # -- results ----------------------------------------------------------------------------
     def best(self, study: str, n: int = 1) -> list[Trial]:
-        """The ``n`` best completed trials, best first."""
+        """The ``n`` best feasible completed trials, best first; in a study with several
+        metrics, its Pareto front (at most ``n``), best first by the first metric."""
         request = pb2.GetBestTrialsRequest(study=study, count=n)
         return [trial_from_proto(t) for t in self._call(self._stub.GetBestTrials, request).trials]
 

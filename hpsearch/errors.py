@@ -41,3 +41,15 @@ class UnauthenticatedError(HpsearchError):
 
 class StorageError(HpsearchError):
     """The database could not be reached or is not at the expected schema version."""
+
+
+class TrialInfeasible(Exception):
+    """Raised by an objective of :func:`hpsearch.optimize` (or a worker's trial) whose
+    trial ran but is infeasible (Vertex AI's INFEASIBLE: out of memory at this batch
+    size, a model too large to serve): the trial is COMPLETED as infeasible with the
+    message as its reason, and ``metrics`` (optional) kept with it.  The search learns to
+    avoid such parameters; the trial never counts among the best."""
+
+    def __init__(self, reason: str = "infeasible", metrics: dict[str, float] | None = None):
+        super().__init__(reason)
+        self.metrics = dict(metrics or {})

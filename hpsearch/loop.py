@@ -56,6 +56,7 @@ from hpsearch.errors import (
     InvalidArgumentError,
     NotFoundError,
     StaleAttemptError,
+    TrialInfeasible,
 )
 from hpsearch.oracle import AskStatus, Oracle
 from hpsearch.records import Study, Trial, TrialState
@@ -72,6 +73,8 @@ STORAGE_ENV = "HPSEARCH_STORAGE"
 DEFAULT_OUTPUT_DIR = "hpsearch-output"
 #: Lines of a failed trial's traceback kept as its failure message.
 FAILURE_TAIL_LINES = 20
+#: The most trials of a Pareto front an OptimizeResult holds.
+MAX_FRONT = 1000
 #: How long one ``ask`` is held by the oracle while every slot is taken.
 ASK_HOLD_SECONDS = 1.0
 #: Lapsed leases are expired this often (the chief's sweeper does it every second too).
@@ -168,12 +171,13 @@ def optimize(
             safe_url(store.url),
         )
         loop.run(jobs)
-        best = store.best_trials(record.name, 1)
+        front = store.best_trials(record.name, MAX_FRONT)
         result = OptimizeResult(
             study=store.get_study(record.name),
             trials=list(loop.ended),
-            best_trial=best[0] if best else None,
+            best_trial=front[0] if front else None,
             storage=safe_url(store.url),
+            best_trials=front if record.config.multi_objective else front[:1],
         )
         logger.info(
             "optimize finished study=%s trials=%d state=%s best=%s",
@@ -192,12 +196,16 @@ def optimize(
 @dataclass(frozen=True)
 class OptimizeResult:
     """What :func:`optimize` did: the study afterwards, the trials this call ended (in the
-    order they ended) and the study's best completed trial (of any run)."""
+    order they ended) and the study's best feasible completed trial (of any run); with
+    several metrics, ``best_trial`` is the front's best by the first metric."""
 
     study: Study
     trials: list[Trial] = field(default_factory=list)
     best_trial: Trial | None = None
     storage: str = ""  # the database URL, password hidden
+    #: The best trial in a list; in a study with several metrics, its Pareto front (best
+    #: first by the first metric), as Optuna's ``study.best_trials``.
+    best_trials: list[Trial] = field(default_factory=list)
 
     @property
     def best_value(self) -> float | None:
@@ -475,6 +483,14 @@ class _Loop:
         try:
             try:
                 result = self._objective(handle)
+            except TrialInfeasible as said:
+                metrics, reason = said.metrics, str(said) or "infeasible"
+                self._end(
+                    handle,
+                    lambda: self.oracle.complete(
+                        *_key(handle), metrics=metrics, infeasible=reason
+                    ),
+                )
             except BaseException as error:
                 self._failed(handle, error)
             else:

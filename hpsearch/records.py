@@ -91,6 +91,15 @@ class Trial:
     started_at: float | None = None
     completed_at: float | None = None
     tags: dict[str, Any] = field(default_factory=dict)  # free-form (e.g. Keras Tuner trial id)
+    #: Why a COMPLETED trial is infeasible (it broke a constraint of the study, or said it
+    #: was, as Vertex AI's INFEASIBLE); None for a feasible trial.
+    infeasible_reason: str | None = None
+
+    @property
+    def feasible(self) -> bool:
+        """Whether the trial kept the study's constraints (a COMPLETED trial's result
+        counts as the best, or on the front, only then)."""
+        return self.infeasible_reason is None
 
     @property
     def fidelity(self) -> Rung | None:

@@ -153,6 +153,7 @@ def trial_to_proto(study: str, trial: Trial) -> pb2.Trial:
         completed_at=trial.completed_at or 0.0,
         note=trial.note or "",
         tags=trial.user_tags,
+        infeasible_reason=trial.infeasible_reason or "",
     )
     for name, value in trial.params.items():
         proto.params[name].CopyFrom(value_to_proto(value))
@@ -188,6 +189,7 @@ def trial_from_proto(proto: pb2.Trial) -> Trial:
         started_at=proto.started_at or None,
         completed_at=proto.completed_at or None,
         tags=_tags(proto),
+        infeasible_reason=proto.infeasible_reason or None,
     )
 
 

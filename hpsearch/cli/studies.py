@@ -56,25 +56,45 @@ def register(subparsers: Subparsers) -> None:
     add_storage(trials)
     trials.set_defaults(func=_trials)
 
-    best = subparsers.add_parser("best", help="show the best trial(s) of a study")
+    best = subparsers.add_parser(
+        "best",
+        help="show the best trial(s) of a study; with several metrics, its Pareto front",
+    )
     best.add_argument("name", help="study name")
-    best.add_argument("-n", type=int, default=1, help="how many (default 1)")
+    best.add_argument(
+        "-n",
+        type=int,
+        default=None,
+        help="how many (default 1; with several metrics, the whole front)",
+    )
     add_format(best)
     add_storage(best)
     best.set_defaults(func=_best)
 
 
-def print_best(storage: str, name: str, n: int, fmt: str = "table") -> int:
-    """The ``n`` best completed trials of study ``name``, as ``hpsearch best`` prints them."""
+def print_best(storage: str, name: str, n: int | None, fmt: str = "table") -> int:
+    """The ``n`` best feasible completed trials of study ``name`` (``None``: 1, or the
+    whole Pareto front of a multi-objective study), as ``hpsearch best`` prints them."""
     store = _open_store(storage)
     study = store.get_study(name)
+    if n is None:
+        n = MAX_FRONT if study.config.multi_objective else 1
     trials = store.best_trials(name, n)
+    if study.config.multi_objective and fmt == "table":
+        print(
+            f"# Pareto front: {len(trials)} trial(s) no other feasible trial beats on every "
+            f"metric of {', '.join(f'{m.name} ({m.goal.value})' for m in study.config.metrics)}"
+        )
     emit(
         [_trial_row(t, study) for t in trials],
         fmt,
-        empty=f"study {name!r} has no completed trial yet",
+        empty=f"study {name!r} has no feasible completed trial yet",
     )
     return 0
+
+
+#: The most trials ``hpsearch best`` shows of a Pareto front by default.
+MAX_FRONT = 10_000
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -156,7 +176,14 @@ def _show(args: argparse.Namespace) -> int:
         "# trials: "
         + (", ".join(f"{s.value.lower()} {n}" for s, n in counts.items() if n) or "none yet")
     )
-    if best:
+    if best and study.config.multi_objective:
+        front = store.best_trials(args.name, MAX_FRONT)
+        print(
+            f"# Pareto front: {len(front)} trial(s) (hpsearch best {args.name} lists them), "
+            f"numbers {', '.join(str(t.number) for t in front[:20])}"
+            + (" ..." if len(front) > 20 else "")
+        )
+    elif best:
         print(
             f"# best: trial {best[0].number} {study.config.metric.name}={best[0].value:.6g} "
             f"{json.dumps(best[0].params)}"
@@ -205,11 +232,18 @@ def _open_store(url: str) -> Store:
 
 
 def _trial_row(trial: Trial, study: Study) -> dict[str, Any]:
+    config = study.config
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.value,
-        study.config.metric.name: trial.value,
+        config.metric.name: trial.value,
     }
+    for metric in config.metrics[1:]:  # the other objectives of a multi-objective study
+        row[metric.name] = trial.metrics.get(metric.name)
+    for constraint in config.constraints:
+        row[constraint.metric] = trial.metrics.get(constraint.metric)
+    if config.constraints or not trial.feasible:
+        row["infeasible"] = trial.infeasible_reason
     for name in study.config.space.names:
         row[name] = trial.params.get(name)
     for name, value in trial.params.items():  # parameters outside the declared space

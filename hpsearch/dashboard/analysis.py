@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hpsearch.space import Goal, StudyConfig
+from hpsearch.space.pareto import pareto_front
 
 #: Completed trials (with the parameter set) below which no importance is given.
 MIN_TRIALS_FOR_IMPORTANCE = 10
@@ -25,14 +26,22 @@ def history_columns(
     rows: Iterable[Sequence[Any]], goal: Goal
 ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """COMPLETED trials' numbers, values and best value so far, and STOPPED trials'
-    numbers and values, in columns.  ``rows`` are (number, state, value) in trial order,
-    values not None."""
-    completed: dict[str, list[Any]] = {"number": [], "value": [], "best": []}
+    numbers and values, in columns.  ``rows`` are (number, state, value) or (number,
+    state, value, infeasible reason) in trial order, values not None; an infeasible
+    trial is in ``completed["infeasible"]`` (True) and never the best so far."""
+    completed: dict[str, list[Any]] = {"number": [], "value": [], "best": [], "infeasible": []}
     stopped: dict[str, list[Any]] = {"number": [], "value": []}
     best = math.nan
-    for number, state, raw in rows:
+    for number, state, raw, *rest in rows:
         value = float(raw or 0.0)
-        if state == "COMPLETED":
+        infeasible = bool(rest and rest[0] is not None)
+        if state == "COMPLETED" and infeasible:
+            completed["number"].append(number)
+            completed["value"].append(value)
+            completed["best"].append(None if math.isnan(best) else best)
+            completed["infeasible"].append(True)
+        elif state == "COMPLETED":
+            completed["infeasible"].append(False)
             if math.isnan(best) or goal.better(value, best):
                 best = value
             completed["number"].append(number)
@@ -167,3 +176,19 @@ __all__ = [
     "parameter_specs",
     "variance_explained",
 ]
+
+
+def front_columns(config: StudyConfig, rows: Iterable[Sequence[Any]]) -> dict[str, list[Any]]:
+    """COMPLETED trials of a study with several metrics (or constraints), in columns:
+    ``number``, ``values`` (one list per objective; None where not reported),
+    ``feasible``, ``reason`` (why infeasible) and ``on_front`` (on the Pareto front).
+    ``rows`` are (number, metrics, infeasible reason) in trial order."""
+    items = [(int(n), dict(m or {}), r) for n, m, r in rows]
+    front = {n for n, _, _ in pareto_front(config, items, lambda i: i[1], lambda i: i[2] is None)}
+    return {
+        "number": [n for n, _, _ in items],
+        "values": [[m.get(metric.name) for _, m, _ in items] for metric in config.metrics],
+        "feasible": [r is None for _, _, r in items],
+        "reason": [r for _, _, r in items],
+        "on_front": [n in front for n, _, _ in items],
+    }

@@ -11,6 +11,7 @@ Routes (all GET; see docs/dashboard.md for the fields):
     /api/studies/<name>/revision
     /api/studies/<name>/history
     /api/studies/<name>/parameters
+    /api/studies/<name>/front               objectives, feasibility, Pareto front
     /api/studies/<name>/intermediate?metric=&limit=
     /api/studies/<name>/trials?offset=&limit=&sort=&order=&state=&min.<p>=&max.<p>=&eq.<p>=
     /api/studies/<name>/trials/<number>
@@ -127,6 +128,8 @@ class DashboardApp:
                 return queries.history(engine, name)
             case ["studies", name, "parameters"]:
                 return queries.parameters(engine, name)
+            case ["studies", name, "front"]:
+                return queries.front(engine, name)
             case ["studies", name, "intermediate"]:
                 return queries.intermediate(
                     engine,

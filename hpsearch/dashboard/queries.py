@@ -205,6 +205,21 @@ def _history(ref: StudyRef, rows: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def front(engine: Engine, name: str) -> dict[str, Any]:
+    """Every COMPLETED trial's objectives, feasibility and whether it is on the Pareto
+    front (:func:`hpsearch.dashboard.analysis.front_columns`): the front plot of a study
+    with several metrics.  Cached per study revision."""
+    return _per_revision(engine, name, "front", _reads(engine).front, _front)
+
+
+def _front(ref: StudyRef, rows: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "metrics": [{"name": m.name, "goal": m.goal.value} for m in ref.config.metrics],
+        "constraints": [str(c) for c in ref.config.constraints],
+        "trials": analysis.front_columns(ref.config, rows),
+    }
+
+
 def parameters(engine: Engine, name: str) -> dict[str, Any]:
     """Parameter specs with importances, and every COMPLETED trial's parameters and value
     in columns: what parallel coordinates, slice and contour plots are drawn from.
@@ -309,6 +324,7 @@ def trial_page(engine: Engine, name: str, query: TrialQuery) -> dict[str, Any]:
                 "completed_at": r.completed_at,
                 "duration": _duration(r.started_at, r.completed_at),
                 "failure_message": _shorten(r.failure_message),
+                "infeasible_reason": _shorten(r.infeasible_reason),
                 "fidelity": (r.tags or {}).get(Rung.TAG),
             }
             for r in rows
@@ -372,6 +388,7 @@ def trial_detail(engine: Engine, name: str, number: int) -> dict[str, Any]:
         "worker_id": trial.worker_id,
         "lease": lease,
         "failure_message": trial.failure_message,
+        "infeasible_reason": trial.infeasible_reason,
         "created_at": trial.created_at,
         "started_at": trial.started_at,
         "completed_at": trial.completed_at,

@@ -27,7 +27,7 @@ from hpsearch.records import (
     Trial,
     TrialState,
 )
-from hpsearch.space import Space, StudyConfig, finite_metrics
+from hpsearch.space import Measurement, Metric, Space, StudyConfig, finite_metrics
 from hpsearch.space.lifecycle import StudyChange
 from hpsearch.store.api import Store
 
@@ -317,11 +317,17 @@ class Oracle:
         *,
         value: float | None = None,
         metrics: Mapping[str, float] | None = None,
+        infeasible: str | None = None,
     ) -> Trial:
         """Finish an attempt as COMPLETED.  Idempotent.
 
         Without ``value`` the objective is the study metric in ``metrics``, else taken from
         the attempt's intermediate measurements under the study's ``measurement`` rule.
+        In a multi-objective study every objective is taken so (from ``metrics``, else the
+        last measurement that has it), and ``value`` is the first.  The trial is
+        infeasible when the caller says so (``infeasible``: the reason, as Vertex AI's
+        INFEASIBLE) or when its metrics break a constraint of the study; an infeasible
+        trial may lack its objectives.
         A late result (its attempt was given up on: the lease expired, or the worker
         restarted) still counts when no other attempt completed the trial; an attempt
         started in its place is ended as STOPPED.  When another attempt completed it, the
@@ -330,21 +336,44 @@ class Oracle:
         mirror = self._mirror(study)
         config = mirror.config
         clean = finite_metrics(metrics or {}, where=f"trial {number}")
-        if value is None:
-            value = clean.get(config.metric.name)
-        if value is None:
-            value = self._value_from_measurements(config, study, number, attempt)
-        if value is None:
-            raise InvalidArgumentError(
-                f"trial {number}: the study metric {config.metric.name!r} was not reported "
-                f"(got {sorted(clean) or 'no metrics'}); report it or pass value"
-            )
-        if isinstance(value, bool) or not math.isfinite(float(value)):
+        if value is not None and (isinstance(value, bool) or not math.isfinite(float(value))):
             raise InvalidArgumentError(
                 f"trial {number}: the objective value must be a finite number, got {value!r}"
             )
-        clean.setdefault(config.metric.name, float(value))
-        trial = self.store.complete_trial(study, number, attempt, float(value), clean)
+        if value is not None:
+            clean.setdefault(config.metric.name, float(value))
+        for metric in config.metrics:  # each objective: reported, else the measurements
+            if metric.name not in clean:
+                found = self._value_from_measurements(config, study, number, attempt, metric)
+                if found is not None:
+                    clean[metric.name] = found
+        if config.multi_objective or value is None:
+            value = clean.get(config.metric.name)
+        reasons = config.violations(clean)
+        if infeasible is not None:
+            reasons.insert(0, str(infeasible).strip() or "reported infeasible")
+        missing = [m.name for m in config.metrics if m.name not in clean]
+        if missing and not reasons:
+            which = (
+                f"metric {missing[0]!r} was" if len(missing) == 1 else f"metrics {missing} were"
+            )
+            raise InvalidArgumentError(
+                f"trial {number}: the study {which} not reported "
+                f"(got {sorted(clean) or 'no metrics'}); report it, pass value, or "
+                "complete the trial as infeasible"
+            )
+        trial = self.store.complete_trial(
+            study,
+            number,
+            attempt,
+            None if value is None else float(value),
+            clean,
+            infeasible_reason="; ".join(reasons) if reasons else None,
+        )
+        if reasons:
+            logger.info(
+                "trial infeasible study=%s number=%d reason=%r", study, number, "; ".join(reasons)
+            )
         self._scheduler.after_end(mirror, trial, attempt)
         return trial
 
@@ -477,14 +506,17 @@ class Oracle:
             mirror.resync(self.store)  # a lost attempt revived by its heartbeat
 
     def _value_from_measurements(
-        self, config: StudyConfig, study: str, number: int, attempt: int
+        self, config: StudyConfig, study: str, number: int, attempt: int, metric: Metric
     ) -> float | None:
         values = [
-            m.metrics[config.metric.name]
+            m.metrics[metric.name]
             for m in self.measurements(study, number, attempt)
-            if config.metric.name in m.metrics
+            if metric.name in m.metrics
         ]
-        return config.measurement.select(values, config.metric.goal)
+        # Several objectives are read off one point, the last report: each objective's own
+        # best could come from different steps, a point the model never trained to.
+        rule = Measurement.LAST if config.multi_objective else config.measurement
+        return rule.select(values, metric.goal)
 
     def _name_of(self, trial: Trial) -> str:
         for name, mirror in self._studies.items():

@@ -177,7 +177,7 @@ class StudyMirror:
                 completed = store.list_trials(self.name, states=[TrialState.COMPLETED])
                 self.completed_numbers = {t.number for t in completed}
                 self.history = warm_start_history(store, self.config) + [
-                    _observation(t, t.params) for t in completed if t.value is not None
+                    _observation(t, t.params) for t in completed if _has_result(t)
                 ]
                 self.search_state = self.algorithm.state_of(self.history)
                 if self.schedule is not None:
@@ -238,7 +238,7 @@ class StudyMirror:
         params = self.pending_params.pop(trial.number, trial.params)
         if trial.state is TrialState.COMPLETED:
             self.completed_numbers.add(trial.number)
-        if trial.state is TrialState.COMPLETED and trial.value is not None:
+        if trial.state is TrialState.COMPLETED and _has_result(trial):
             self.completed += 1
             self._observe(trial, params)
         elif trial.state is TrialState.FAILED:
@@ -263,7 +263,7 @@ class StudyMirror:
         """The history gains a late result (see :meth:`counts_late_result`); the counts
         and the running set must then be read again (:meth:`resync`)."""
         self.completed_numbers.add(trial.number)
-        if trial.value is not None:
+        if _has_result(trial):
             self._observe(trial, trial.params)
         if self.exact_replay:
             self.buffer.clear()
@@ -286,11 +286,10 @@ class StudyMirror:
         self.pending_params[trial.number] = trial.params
 
     def _observe(self, trial: Trial, params: Params) -> None:
-        assert trial.value is not None
         observation = _observation(trial, params)
         self.history.append(observation)
         self.algorithm.observe(self.search_state, observation)
-        if self.schedule is not None:
+        if self.schedule is not None and trial.value is not None:
             self.schedule.record(trial.number, trial.value)
         self.dirty = True
 
@@ -355,12 +354,18 @@ def warm_start_history(store: Store, config: StudyConfig) -> list[Observation]:
     return observations
 
 
+def _has_result(trial: Trial) -> bool:
+    """Whether a COMPLETED trial teaches the search something: a value, or that its
+    parameters are infeasible."""
+    return trial.value is not None or not trial.feasible
+
+
 def _observation(trial: Trial, params: Params) -> Observation:
-    assert trial.value is not None
+    value = float("nan") if trial.value is None else trial.value
     rung = Rung.from_tags(trial.tags)
     if rung is None:
-        return Observation(params, trial.value)
-    return Observation(params, trial.value, rung.epochs, rung.initial_epoch)
+        return Observation(params, value, metrics=trial.metrics, feasible=trial.feasible)
+    return Observation(params, value, rung.epochs, rung.initial_epoch)
 
 
 def log_trial(trial: Trial, study: str, *, event: str, attempt: int | None = None) -> None:

@@ -85,7 +85,7 @@ class Study(_message.Message):
     def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ..., state: _Optional[_Union[StudyState, str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., trial_counts: _Optional[_Mapping[str, int]] = ..., best_value: _Optional[float] = ..., note: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Trial(_message.Message):
-    __slots__ = ("study", "number", "state", "params", "attempt", "worker_id", "lease_expires_at", "value", "metrics", "failure_message", "created_at", "started_at", "completed_at", "study_id", "fidelity", "note", "tags")
+    __slots__ = ("study", "number", "state", "params", "attempt", "worker_id", "lease_expires_at", "value", "metrics", "failure_message", "created_at", "started_at", "completed_at", "study_id", "fidelity", "note", "tags", "infeasible_reason")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class Trial(_message.Message):
     FIDELITY_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    INFEASIBLE_REASON_FIELD_NUMBER: _ClassVar[int]
     study: str
     number: int
     state: TrialState
@@ -141,7 +142,8 @@ class Trial(_message.Message):
     fidelity: Fidelity
     note: str
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, Value]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., lease_expires_at: _Optional[float] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_message: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., study_id: _Optional[int] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ..., note: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    infeasible_reason: str
+    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, Value]] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., lease_expires_at: _Optional[float] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_message: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., study_id: _Optional[int] = ..., fidelity: _Optional[_Union[Fidelity, _Mapping]] = ..., note: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., infeasible_reason: _Optional[str] = ...) -> None: ...
 
 class Fidelity(_message.Message):
     __slots__ = ("epochs", "initial_epoch", "bracket", "round", "parent")
@@ -269,7 +271,7 @@ class ReportMeasurementResponse(_message.Message):
     def __init__(self, should_stop: _Optional[bool] = ..., lease_expires_at: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CompleteTrialRequest(_message.Message):
-    __slots__ = ("study", "number", "attempt", "state", "metrics", "value", "failure_message", "retry")
+    __slots__ = ("study", "number", "attempt", "state", "metrics", "value", "failure_message", "retry", "infeasible", "infeasible_reason")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +287,8 @@ class CompleteTrialRequest(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
+    INFEASIBLE_FIELD_NUMBER: _ClassVar[int]
+    INFEASIBLE_REASON_FIELD_NUMBER: _ClassVar[int]
     study: str
     number: int
     attempt: int
@@ -293,7 +297,9 @@ class CompleteTrialRequest(_message.Message):
     value: float
     failure_message: str
     retry: bool
-    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., attempt: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., value: _Optional[float] = ..., failure_message: _Optional[str] = ..., retry: _Optional[bool] = ...) -> None: ...
+    infeasible: bool
+    infeasible_reason: str
+    def __init__(self, study: _Optional[str] = ..., number: _Optional[int] = ..., attempt: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., value: _Optional[float] = ..., failure_message: _Optional[str] = ..., retry: _Optional[bool] = ..., infeasible: _Optional[bool] = ..., infeasible_reason: _Optional[str] = ...) -> None: ...
 
 class RecordArtifactsRequest(_message.Message):
     __slots__ = ("study", "number", "attempt", "artifacts")

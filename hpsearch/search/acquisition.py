@@ -73,21 +73,56 @@ def log_ei(
     return value, d_mean, d_var
 
 
-class Acquisition:
-    """log EI of one GP posterior, scored on rows of an encoder's matrix."""
+def log_pof(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log P(g > 0) for a GP posterior of a feasibility margin ``g``, and its partial
+    derivatives in mean and variance."""
+    sigma = np.sqrt(var)
+    z = mean / sigma
+    value = special.log_ndtr(z)
+    # d log Phi(z) / dz = phi(z) / Phi(z)
+    ratio = np.exp(-0.5 * z**2 - LOG_SQRT_2PI - value)
+    return value, ratio / sigma, -ratio * z / (2.0 * var)
 
-    def __init__(self, gp: GaussianProcess, best: float) -> None:
+
+class Acquisition:
+    """log EI of one GP posterior, scored on rows of an encoder's matrix; with a
+    feasibility GP, constrained EI (Gardner et al., 2014): log EI plus the log probability
+    that the feasibility margin is positive.  With ``best`` None (no feasible trial yet)
+    it is the probability of feasibility alone."""
+
+    def __init__(
+        self,
+        gp: GaussianProcess | None,
+        best: float | None,
+        feasibility: GaussianProcess | None = None,
+    ) -> None:
         self.gp = gp
         self.best = best
+        self.feasibility = feasibility
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        mean, var = self.gp.predict(X)
-        return log_ei(mean, var, self.best)[0]
+        value = np.zeros(len(X))
+        if self.best is not None and self.gp is not None:
+            mean, var = self.gp.predict(X)
+            value += log_ei(mean, var, self.best)[0]
+        if self.feasibility is not None:
+            value += log_pof(*self.feasibility.predict(X))[0]
+        return value
 
     def with_grad(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, var, d_mean, d_var = self.gp.predict_with_grad(X)
-        value, dv_dm, dv_dvar = log_ei(mean, var, self.best)
-        return value, dv_dm[:, None] * d_mean + dv_dvar[:, None] * d_var
+        value = np.zeros(len(X))
+        grad = np.zeros(X.shape)
+        if self.best is not None and self.gp is not None:
+            mean, var, d_mean, d_var = self.gp.predict_with_grad(X)
+            ei, dv_dm, dv_dvar = log_ei(mean, var, self.best)
+            value += ei
+            grad += dv_dm[:, None] * d_mean + dv_dvar[:, None] * d_var
+        if self.feasibility is not None:
+            mean, var, d_mean, d_var = self.feasibility.predict_with_grad(X)
+            pof, dp_dm, dp_dvar = log_pof(mean, var)
+            value += pof
+            grad += dp_dm[:, None] * d_mean + dp_dvar[:, None] * d_var
+        return value, grad
 
 
 def maximize(
@@ -109,7 +144,8 @@ def maximize(
         # The pool's cost grows with (candidates x training points): past
         # POOL_FULL_UNTIL training points the pool shrinks (to at least a quarter), and
         # local candidates and gradient starts carry more of the search.
-        n_train = len(acquisition.gp.y)
+        modelled = acquisition.gp or acquisition.feasibility
+        n_train = len(modelled.y) if modelled is not None else 0
         n_random = max(N_RANDOM // 4, min(N_RANDOM, N_RANDOM * POOL_FULL_UNTIL // max(n_train, 1)))
     n_local = N_LOCAL if n_local is None else n_local
     n_starts = N_STARTS if n_starts is None else n_starts

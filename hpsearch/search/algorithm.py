@@ -27,8 +27,8 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,14 +39,21 @@ from hpsearch.space import Params, StudyConfig
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """A finished trial as the search sees it: its parameters and objective value, and in
-    a multi-fidelity study the epochs it was trained to (``budget``; None otherwise) and
-    the epochs it started from (``initial_budget``: > 0 for a promoted trial)."""
+    """A finished trial as the search sees it: its parameters and objective value (the
+    first objective's in a multi-objective study; NaN when an infeasible trial has none),
+    its metrics and feasibility, and in a multi-fidelity study the epochs it was trained
+    to (``budget``; None otherwise) and the epochs it started from (``initial_budget``:
+    > 0 for a promoted trial)."""
 
     params: Params
     value: float
     budget: int | None = None
     initial_budget: int = 0
+    #: Every metric the trial reported (the objectives of a multi-objective study, the
+    #: constraint metrics).
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    #: False for a trial that broke a constraint (its ``value`` may then be NaN).
+    feasible: bool = True
 
 
 class Algorithm(ABC):
@@ -108,6 +115,7 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "grid": ("hpsearch.search.grid", "GridSearch"),
     "tpe": ("hpsearch.search.optuna_samplers", "OptunaTPE"),
     "cmaes": ("hpsearch.search.optuna_samplers", "OptunaCMAES"),
+    "nsga2": ("hpsearch.search.optuna_samplers", "OptunaNSGA2"),
     "hyperband": ("hpsearch.search.hyperband", "HyperbandSearch"),
     "asha": ("hpsearch.search.hyperband", "AshaSearch"),
 }

@@ -64,6 +64,7 @@ from hpsearch.search.algorithm import Algorithm, Observation
 from hpsearch.search.encoding import Encoder, params_key
 from hpsearch.search.gp import GaussianProcess, fit_hyperparameters
 from hpsearch.space import FixedParam, Params, Space, StudyConfig
+from hpsearch.space.pareto import minimised
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ PRIOR_MEAN = -1.5
 # other suggestions of its batch.  Once the GP is confident, EI next to a believed point
 # can still beat EI elsewhere; spending two trials of one batch 1e-4 apart teaches nothing.
 MIN_SEPARATION = 0.02
+# ParEGO's augmentation weight (Knowles, 2006): the sum term that breaks the ties of the
+# Chebyshev max between weakly dominated points.
+PAREGO_RHO = 0.05
 
 
 def initial_design_size(space: Space) -> int:
@@ -127,7 +131,7 @@ def _suggest(
     started = time.perf_counter()
     space = config.space
     seen = {params_key(o.params) for o in completed} | {params_key(p) for p in pending}
-    finished = [o for o in completed if math.isfinite(o.value)]
+    finished = [o for o in completed if _modelled(config, o)]
     asked = len(completed) + len(pending)
     n_init = initial_design_size(space)
     out: list[Params] = []
@@ -137,7 +141,7 @@ def _suggest(
             params = _sobol(config, asked + i, seen, rng)
         else:
             if model is None:
-                model = _Model(config, finished, pending)
+                model = _Model(config, finished, pending, rng)
             params = model.next(seen, rng)
         if params is None:
             logger.info("search exhausted study=%s asked=%d", config.name, asked + i)
@@ -159,25 +163,41 @@ class _Model:
     """The fitted GP of one call, conditioned on fantasies as points are chosen."""
 
     def __init__(
-        self, config: StudyConfig, finished: Sequence[Observation], pending: Sequence[Params]
+        self,
+        config: StudyConfig,
+        finished: Sequence[Observation],
+        pending: Sequence[Params],
+        rng: np.random.Generator,
     ) -> None:
         self.config = config
         self.encoder = Encoder(config.space)
-        values = config.metric.goal.sign * np.array([o.value for o in finished], dtype=float)
-        train = _training_subset(values, MAX_TRAIN)
-        X = self.encoder.encode_many([finished[i].params for i in train])
-        y = _standardise(values[train])
-        if len(y) >= 4:
-            y = _yeo_johnson(y)
-        # A zero-mean GP on (y - PRIOR_MEAN) is a GP with constant mean PRIOR_MEAN on y.
-        y = y - PRIOR_MEAN
-        fit = _training_subset(y, MAX_FIT, recent=False)
-        hyper = fit_hyperparameters(
-            X[fit], y[fit], self.encoder.groups, self.encoder.n_groups, maxiter=FIT_ITERATIONS
-        )
-        self.gp = GaussianProcess(X, y, hyper, self.encoder.groups)
-        self.best = float(np.max(y))
-        self.incumbents = X[np.argsort(-y, kind="stable")[:N_INCUMBENTS]]
+        self.feasibility = _feasibility_model(config, finished, self.encoder)
+        scored = [o for o in finished if math.isfinite(o.value)]
+        if config.multi_objective:
+            scored = [o for o in finished if config.objectives(o.metrics) is not None]
+        values = _objective_values(config, scored, rng)
+        feasible = np.array([o.feasible for o in scored], dtype=bool)
+        self.best: float | None = None
+        self.gp: GaussianProcess | None = None
+        if len(scored) < 2:  # (almost) only infeasible trials so far: seek feasibility
+            self.incumbents = np.empty((0, self.encoder.dim))
+        else:
+            train = _training_subset(np.where(feasible, values, -np.inf), MAX_TRAIN)
+            X = self.encoder.encode_many([scored[i].params for i in train])
+            y = _standardise(values[train])
+            if len(y) >= 4:
+                y = _yeo_johnson(y)
+            # A zero-mean GP on (y - PRIOR_MEAN) is a GP with constant mean PRIOR_MEAN on y.
+            y = y - PRIOR_MEAN
+            fit = _training_subset(y, MAX_FIT, recent=False)
+            hyper = fit_hyperparameters(
+                X[fit], y[fit], self.encoder.groups, self.encoder.n_groups, maxiter=FIT_ITERATIONS
+            )
+            self.gp = GaussianProcess(X, y, hyper, self.encoder.groups)
+            ranked = [i for i in np.argsort(-y, kind="stable") if feasible[train[i]]]
+            if ranked:
+                self.best = float(y[ranked[0]])
+            self.incumbents = X[ranked[:N_INCUMBENTS]]
         self.busy = np.empty((0, self.encoder.dim))
         if pending:
             self._believe(self.encoder.encode_many(pending))
@@ -187,7 +207,9 @@ class _Model:
     ) -> Params | None:
         if self.encoder.dim == 0:
             return _unseen(self.config.space.from_unit({}), seen)
-        acquisition = Acquisition(self.gp, self.best)
+        if self.best is None and self.feasibility is None:  # nothing to model yet
+            return self._random_unseen(seen, rng)
+        acquisition = Acquisition(self.gp, self.best, self.feasibility)
         candidates, _ = maximize(acquisition, self.encoder, self.incumbents, rng)
         for row in candidates:
             if len(self.busy) and np.min(np.linalg.norm(self.busy - row, axis=1)) < MIN_SEPARATION:
@@ -197,6 +219,11 @@ class _Model:
                 self._believe(self.encoder.encode(params)[None, :])
                 return params
         # Every scored candidate was seen before: fall back to fresh random points.
+        return self._random_unseen(seen, rng)
+
+    def _random_unseen(
+        self, seen: set[frozenset[tuple[str, object]]], rng: np.random.Generator
+    ) -> Params | None:
         for _ in range(MAX_RETRIES):
             params = self.config.space.sample(rng)
             if params_key(params) not in seen:
@@ -205,12 +232,90 @@ class _Model:
         return None
 
     def _believe(self, X: np.ndarray) -> None:
-        mean, _ = self.gp.predict(X)
-        self.gp = self.gp.condition(X, mean)
+        if self.feasibility is not None:
+            f_mean, _ = self.feasibility.predict(X)
+            self.feasibility = self.feasibility.condition(X, f_mean)
+        if self.gp is not None:
+            mean, _ = self.gp.predict(X)
+            self.gp = self.gp.condition(X, mean)
+            # A believed value above the incumbent becomes the incumbent: otherwise EI
+            # next to the fantasy stays at (mean - best) and the batch piles onto one
+            # point.  (With constraints, only a point believed feasible.)
+            if self.best is not None:
+                believed = mean if self.feasibility is None else mean[f_mean > 0]
+                if len(believed):
+                    self.best = max(self.best, float(np.max(believed)))
         self.busy = np.vstack([self.busy, X])
-        # A believed value above the incumbent becomes the incumbent: otherwise EI next to
-        # the fantasy stays at (mean - best) and the batch piles onto one point.
-        self.best = max(self.best, float(np.max(mean)))
+
+
+def _modelled(config: StudyConfig, observation: Observation) -> bool:
+    """Whether an observation teaches the model: it has the objective value(s), or it is
+    infeasible (which the feasibility model learns from)."""
+    if not observation.feasible:
+        return True
+    if config.multi_objective:
+        return config.objectives(observation.metrics) is not None
+    return math.isfinite(observation.value)
+
+
+def _objective_values(
+    config: StudyConfig, scored: Sequence[Observation], rng: np.random.Generator
+) -> np.ndarray:
+    """The values the GP models, to be maximised: the objective (negated for
+    ``minimize``), or with several objectives a ParEGO scalarisation (Knowles, 2006): the
+    objectives as losses scaled to [0, 1] over the trials so far, combined by the
+    augmented Chebyshev function max_j(w_j l_j) + 0.05 sum_j(w_j l_j) under weights ``w``
+    drawn uniformly from the simplex for this call.  Every minimiser of it is on the
+    Pareto front, and as the weights change from call to call the suggestions spread
+    along the whole front, concave parts included."""
+    if not config.multi_objective:
+        return config.metric.goal.sign * np.array([o.value for o in scored], dtype=float)
+    if not scored:
+        return np.empty(0)
+    vectors = [config.objectives(o.metrics) for o in scored]
+    losses = minimised(config, vectors)  # type: ignore[arg-type]
+    low, high = losses.min(axis=0), losses.max(axis=0)
+    scaled = (losses - low) / np.where(high - low > 1e-12, high - low, 1.0)
+    weights = rng.dirichlet(np.ones(losses.shape[1]))
+    weighted = scaled * weights
+    return -(weighted.max(axis=1) + PAREGO_RHO * weighted.sum(axis=1))
+
+
+def _feasibility_model(
+    config: StudyConfig, finished: Sequence[Observation], encoder: Encoder
+) -> GaussianProcess | None:
+    """A GP of each trial's feasibility margin (> 0: feasible), or None when the study
+    has no constraint and no trial was infeasible.
+
+    The margin is the smallest slack of the trial's constraints, each in units of the
+    spread of that metric's reported values, clipped to [-3, 3]; a trial that broke a
+    constraint it did not report (or said it was infeasible) has margin -1, and a feasible
+    trial of a study without declared constraints +1.  The probability that the margin is
+    positive multiplies EI (constrained EI)."""
+    if not config.constraints and all(o.feasible for o in finished):
+        return None
+    spreads = {}
+    for constraint in config.constraints:
+        reported = [
+            o.metrics[constraint.metric] for o in finished if constraint.metric in o.metrics
+        ]
+        spread = float(np.std(reported)) if len(reported) > 1 else 0.0
+        spreads[constraint.metric] = spread if spread > 1e-12 else max(abs(constraint.bound), 1.0)
+    margins = []
+    for o in finished:
+        slacks = [
+            c.slack(o.metrics[c.metric]) / spreads[c.metric]
+            for c in config.constraints
+            if c.metric in o.metrics
+        ]
+        margin = min(slacks) if slacks else 1.0
+        if not o.feasible and margin >= 0:
+            margin = -1.0
+        margins.append(float(np.clip(margin, -3.0, 3.0)))
+    y = np.array(margins)
+    X = encoder.encode_many([o.params for o in finished])
+    hyper = fit_hyperparameters(X, y, encoder.groups, encoder.n_groups, maxiter=FIT_ITERATIONS)
+    return GaussianProcess(X, y, hyper, encoder.groups)
 
 
 _controller: Any = None

@@ -1,4 +1,4 @@
-"""Optuna's TPE and CMA-ES samplers behind hpsearch's pure interface (optional extra).
+"""Optuna's TPE, CMA-ES and NSGA-II samplers behind hpsearch's pure interface (optional extra).
 
 The history is replayed into an in-memory Optuna study (completed trials as COMPLETE,
 pending ones as RUNNING, so TPE's constant liar sees them) and ``n`` trials are asked.
@@ -12,6 +12,10 @@ package.
 
 Reverse-log doubles have no Optuna counterpart: Optuna searches their unit coordinate
 and hpsearch maps it back, which keeps the declared scale.
+
+A multi-objective study replays its trials with every objective (Optuna's ``values``),
+and a study with constraints with Optuna's constraint values (``constraints_func``): TPE
+and NSGA-II both rank feasible trials first.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def suggest_optuna(
     rng: np.random.Generator,
     sampler_name: str,
 ) -> list[Params]:
-    """``n`` suggestions from Optuna's TPE (``tpe``) or CMA-ES (``cmaes``) sampler."""
+    """``n`` suggestions from Optuna's TPE (``tpe``), CMA-ES (``cmaes``) or NSGA-II
+    (``nsga2``) sampler."""
     try:
         import optuna
     except ImportError:
@@ -91,21 +96,30 @@ def suggest_optuna(
             sampler = optuna.samplers.CmaEsSampler(
                 seed=seed, source_trials=source if len(source) >= 10 else None
             )
+    elif sampler_name == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(
+            seed=seed, constraints_func=_constraints_func(optuna, config)
+        )
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # multivariate/group are marked experimental
             sampler = optuna.samplers.TPESampler(
-                seed=seed, constant_liar=True, multivariate=True, group=True
+                seed=seed,
+                constant_liar=True,
+                multivariate=True,
+                group=True,
+                constraints_func=_constraints_func(optuna, config),
             )
-    direction = (
+    directions = [
         optuna.study.StudyDirection.MAXIMIZE
-        if config.metric.goal is Goal.MAXIMIZE
+        if metric.goal is Goal.MAXIMIZE
         else optuna.study.StudyDirection.MINIMIZE
-    )
+        for metric in config.metrics
+    ]
     if sampler_name == "tpe":
-        with _replayed(optuna, config, completed, direction) as replay:
+        with _replayed(optuna, config, completed, directions) as replay:
             return replay.ask(sampler, pending, n)
-    replay = _Replay(optuna, config, optuna.create_study(direction=direction, sampler=sampler))
+    replay = _Replay(optuna, config, optuna.create_study(directions=directions, sampler=sampler))
     replay.extend(completed)  # also what ask() must not suggest again
     return replay.ask(sampler, pending, n, keep=False)
 
@@ -128,13 +142,23 @@ class _Replay:
         self.study = study
         self.observed: list[Observation] = []
         self.trials = len(study.get_trials(deepcopy=False))  # the next trial's number
+        # NSGA-II's (generation attr key, population size): the replayed trials are its
+        # generations, population by population in completion order.
+        self.generations: tuple[str, int] | None = None
+        sampler = study.sampler
+        if hasattr(sampler, "_get_generation_key") and sampler.population_size:
+            self.generations = (sampler._get_generation_key(), int(sampler.population_size))
         self.lock = threading.Lock()
 
     def extend(self, observations: Sequence[Observation]) -> None:
         for obs in observations:
-            self.study.add_trial(_frozen(self.optuna, self.config.space, obs.params, obs.value))
+            frozen = _observed(self.optuna, self.config, obs)
+            if self.generations is not None:  # a genetic sampler's generation, in order
+                key, size = self.generations
+                frozen.system_attrs[key] = len(self.observed) // size
+            self.study.add_trial(frozen)
             self.trials += 1
-        self.observed.extend(observations)
+            self.observed.append(obs)
 
     def worn(self) -> bool:
         scratch = self.trials - len(self.observed)
@@ -188,7 +212,7 @@ _REPLAYS_LOCK = threading.Lock()
 
 @contextmanager
 def _replayed(
-    optuna: Any, config: StudyConfig, completed: Sequence[Observation], direction: Any
+    optuna: Any, config: StudyConfig, completed: Sequence[Observation], directions: Any
 ) -> Iterator[_Replay]:
     """The kept replay of ``config``'s study brought up to ``completed`` (a new one when
     the kept one is not a prefix of it: another study of that name, a history read again
@@ -206,7 +230,7 @@ def _replayed(
         ):
             replay = None
     if replay is None:
-        replay = _Replay(optuna, config, optuna.create_study(direction=direction))
+        replay = _Replay(optuna, config, optuna.create_study(directions=directions))
     with replay.lock:
         replay.extend(completed[len(replay.observed) :])
         yield replay
@@ -243,7 +267,59 @@ def _to_optuna(param: Parameter, value: Any) -> Any:
     return value
 
 
-def _frozen(optuna: Any, space: Any, params: Params, value: float | None) -> Any:
+def _observed(optuna: Any, config: StudyConfig, obs: Observation) -> Any:
+    """A completed trial as an Optuna trial: COMPLETE with its objective value(s) and, in a
+    study with constraints, Optuna's constraint values (<= 0: kept) in its system attrs,
+    where ``constraints_func``-aware samplers (NSGA-II, TPE) read them.  An infeasible
+    trial without its objectives is a FAIL, which Optuna's samplers skip."""
+    if not config.multi_objective and not config.constraints:
+        return _frozen(optuna, config.space, obs.params, obs.value)
+    values = config.objectives(obs.metrics) if config.multi_objective else (obs.value,)
+    if values is None or not all(np.isfinite(values)):
+        return _frozen(optuna, config.space, obs.params, None, fail=True)
+    attrs = {}
+    if config.constraints:
+        attrs[_CONSTRAINTS_KEY] = _constraint_values(config, obs)
+    return _frozen(optuna, config.space, obs.params, list(values), system_attrs=attrs)
+
+
+#: Where Optuna's samplers read a trial's constraint values (optuna.samplers._base).
+_CONSTRAINTS_KEY = "constraints"
+
+
+def _constraint_values(config: StudyConfig, obs: Observation) -> list[float]:
+    """Optuna's constraint values of a trial (<= 0 kept): minus each constraint's slack; a
+    metric not reported, or a trial that said it was infeasible, counts as broken by 1."""
+    out = []
+    for constraint in config.constraints:
+        value = obs.metrics.get(constraint.metric)
+        out.append(1.0 if value is None else -constraint.slack(float(value)))
+    if not obs.feasible and all(v <= 0 for v in out):
+        out = [1.0 for _ in out]
+    return out
+
+
+def _constraints_of(trial: Any) -> Any:
+    return trial.system_attrs.get(_CONSTRAINTS_KEY, ())
+
+
+def _constraints_func(optuna: Any, config: StudyConfig) -> Any:
+    """Optuna 4 reads the replayed constraint values only through a ``constraints_func``;
+    Optuna 5 reads them from the system attrs itself (and deprecates the argument)."""
+    if not config.constraints or int(optuna.__version__.split(".")[0]) >= 5:
+        return None
+    return _constraints_of
+
+
+def _frozen(
+    optuna: Any,
+    space: Any,
+    params: Params,
+    value: float | list[float] | None,
+    *,
+    fail: bool = False,
+    system_attrs: dict[str, Any] | None = None,
+) -> Any:
     dists = {}
     values = {}
     for param in space:
@@ -251,12 +327,16 @@ def _frozen(optuna: Any, space: Any, params: Params, value: float | None) -> Any
             continue
         dists[param.name] = _distribution(optuna, param)
         values[param.name] = _to_optuna(param, params[param.name])
-    state = (
-        optuna.trial.TrialState.COMPLETE
-        if value is not None
-        else (optuna.trial.TrialState.RUNNING)
+    states = optuna.trial.TrialState
+    state = states.FAIL if fail else states.COMPLETE if value is not None else states.RUNNING
+    return optuna.trial.create_trial(
+        state=state,
+        value=value if not isinstance(value, list) else None,
+        values=value if isinstance(value, list) else None,
+        params=values,
+        distributions=dists,
+        system_attrs=system_attrs,
     )
-    return optuna.trial.create_trial(state=state, value=value, params=values, distributions=dists)
 
 
 def _sample(space: Any, trial: Any) -> Params:
@@ -317,3 +397,10 @@ class OptunaCMAES(OptunaTPE):
     """``cmaes``: Optuna's CMA-ES sampler, warm-started from the history."""
 
     name = "cmaes"
+
+
+class OptunaNSGA2(OptunaTPE):
+    """``nsga2``: Optuna's NSGA-II sampler (multi-objective, with constraints): its
+    generations are rebuilt from the replayed history on every call."""
+
+    name = "nsga2"

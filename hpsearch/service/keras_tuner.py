@@ -209,7 +209,11 @@ class KerasTunerServicer(service_grpc.OracleServicer):
             config = self.oracle.config(name)
             try:
                 trial = self.oracle.complete(
-                    name, number, attempt, value=_score_of(config, sent), metrics={}
+                    name,
+                    number,
+                    attempt,
+                    value=None if config.multi_objective else _score_of(config, sent),
+                    metrics=_objectives_sent(config, sent),
                 )
                 if trial.attempt != attempt:
                     logger.info(
@@ -531,6 +535,26 @@ def _score_of(config: StudyConfig, trial: kt_pb2.Trial) -> float | None:
     if not values:
         return None
     return config.metric.goal.best(values)
+
+
+def _objectives_sent(config: StudyConfig, trial: kt_pb2.Trial) -> dict[str, float]:
+    """In a multi-objective study, each objective's last value in the metrics a worker
+    sent with EndTrial (one point; Keras Tuner's own score is a sum of the objectives,
+    which the chief does not use).  Empty otherwise, or when it sent none: the chief then
+    reads them from the measurements the worker reported."""
+    if not config.multi_objective:
+        return {}
+    found = {}
+    for metric in config.metrics:
+        history = trial.metrics.metrics.get(metric.name)
+        values = (
+            []
+            if history is None
+            else [v for obs in history.observations for v in obs.value if math.isfinite(v)]
+        )
+        if values:
+            found[metric.name] = float(values[-1])
+    return found
 
 
 def params_of(proto: kt_pb2.HyperParameters) -> Params:

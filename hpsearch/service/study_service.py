@@ -119,8 +119,16 @@ class StudyServicer(pb2_grpc.StudyServiceServicer):
         value = request.value if request.HasField("value") else None
         state = request.state or pb2.TRIAL_STATE_COMPLETED
         if state == pb2.TRIAL_STATE_COMPLETED:
+            infeasible = None
+            if request.infeasible or request.infeasible_reason:
+                infeasible = request.infeasible_reason or "reported infeasible"
             trial = self.oracle.complete(
-                study, request.number, request.attempt, value=value, metrics=metrics
+                study,
+                request.number,
+                request.attempt,
+                value=value,
+                metrics=metrics,
+                infeasible=infeasible,
             )
         elif state == pb2.TRIAL_STATE_FAILED:
             trial = self.oracle.fail(

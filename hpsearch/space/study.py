@@ -3,7 +3,8 @@
 The vocabulary is Vertex AI's, so the mapping to a HyperparameterTuningJob is 1:1::
 
     name: mnist-mlp
-    metric: {name: val_accuracy, goal: maximize}
+    metric: {name: val_accuracy, goal: maximize}   # or metrics: [{...}, {...}] (a front)
+    constraints: ["latency_ms <= 20"]             # optional: else the trial is infeasible
     parameters:
       learning_rate: {type: double, min: 0.0001, max: 0.1, scale: log}
       optimizer:     {type: categorical, values: [sgd, adam]}
@@ -42,9 +43,13 @@ from hpsearch.space.params import (
 
 T = TypeVar("T")
 
-ALGORITHMS = ("bayesian", "random", "grid", "tpe", "cmaes", "hyperband", "asha")
+ALGORITHMS = ("bayesian", "random", "grid", "tpe", "cmaes", "nsga2", "hyperband", "asha")
 #: Algorithms that give each trial a budget of epochs (the study's ``fidelity``).
 MULTI_FIDELITY_ALGORITHMS = ("hyperband", "asha")
+#: Algorithms that search a study with several metrics (a Pareto front) ...
+MULTI_OBJECTIVE_ALGORITHMS = ("bayesian", "random", "grid", "tpe", "nsga2")
+#: ... and those that learn where its constraints hold.
+CONSTRAINED_ALGORITHMS = ("bayesian", "random", "grid", "tpe", "nsga2")
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 #: Two days: a stock Keras Tuner worker's trial of up to a day keeps its lease with room.
 DEFAULT_KERAS_TUNER_LEASE_SECONDS = 2 * 86400.0
@@ -155,6 +160,47 @@ class Metric:
     def better(self, a: float, b: float) -> bool:
         """Whether value ``a`` is strictly better than ``b`` under this goal."""
         return a > b if self.goal is Goal.MAXIMIZE else a < b
+
+
+CONSTRAINT_TEXT = re.compile(r"^\s*([^<>=\s]+)\s*(<=|>=)\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """A metric a trial must keep on one side of a bound (``latency_ms <= 20``): a trial
+    that reports it beyond the bound is infeasible (Vertex AI's safety metrics, Optuna's
+    ``constraints_func``).  The search learns where the feasible region is."""
+
+    metric: str
+    op: str  # "<=" or ">="
+    bound: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric.strip():
+            raise InvalidArgumentError(
+                f"a constraint needs a metric name, e.g. 'latency_ms <= 20', got {self.metric!r}"
+            )
+        if self.op not in ("<=", ">="):
+            raise InvalidArgumentError(
+                f"constraint on {self.metric!r}: the operator must be <= or >=, got {self.op!r}"
+            )
+        if (
+            isinstance(self.bound, bool)
+            or not isinstance(self.bound, (int, float))
+            or not math.isfinite(self.bound)
+        ):
+            raise InvalidArgumentError(
+                f"constraint on {self.metric!r}: the bound must be a finite number, "
+                f"got {self.bound!r}"
+            )
+        object.__setattr__(self, "bound", float(self.bound))
+
+    def slack(self, value: float) -> float:
+        """How far inside the bound ``value`` is (negative: violated)."""
+        return self.bound - value if self.op == "<=" else value - self.bound
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +373,11 @@ class StudyConfig:
     fidelity: Fidelity | None = None
     #: Another study whose completed trials the search starts from (None: a cold start).
     warm_start: WarmStart | None = None
+    #: Every objective, the first being ``metric`` (one unless the study is
+    #: multi-objective; left empty, it is ``(metric,)``).
+    metrics: tuple[Metric, ...] = ()
+    #: Metrics a trial must keep within bounds, else it is infeasible.
+    constraints: tuple[Constraint, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not STUDY_NAME.match(self.name):
@@ -381,6 +432,71 @@ class StudyConfig:
             raise InvalidArgumentError(
                 f"study {self.name!r} cannot warm start from itself; name another study"
             )
+        self._check_metrics()
+
+    def _check_metrics(self) -> None:
+        metrics = tuple(self.metrics) or (self.metric,)
+        if len(metrics) == 1 and metrics[0] != self.metric:
+            metrics = (self.metric,)  # a one-metric study whose metric was replaced
+        object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "constraints", tuple(self.constraints))
+        if metrics[0] != self.metric:
+            raise InvalidArgumentError(
+                f"metric {self.metric.name!r} must be the first of metrics "
+                f"{[m.name for m in metrics]}"
+            )
+        names = [m.name for m in metrics]
+        if len(set(names)) != len(names):
+            raise InvalidArgumentError(f"metrics {names} name one metric twice; list each once")
+        for constraint in self.constraints:
+            if not isinstance(constraint, Constraint):
+                raise InvalidArgumentError(f"constraints hold Constraint, got {constraint!r}")
+            if constraint.metric in names:
+                raise InvalidArgumentError(
+                    f"constraint '{constraint}' is on an objective; a constraint is on "
+                    "another metric the trial reports (e.g. latency_ms <= 20)"
+                )
+        if len(metrics) > 1 and self.algorithm not in MULTI_OBJECTIVE_ALGORITHMS:
+            raise InvalidArgumentError(
+                f"algorithm {self.algorithm!r} optimises one metric; a study with "
+                f"{len(metrics)} metrics uses one of {', '.join(MULTI_OBJECTIVE_ALGORITHMS)}"
+            )
+        if len(metrics) > 1 and self.early_stopping.rule != "none":
+            raise InvalidArgumentError(
+                f"early_stopping rule {self.early_stopping.rule!r} compares one metric; a "
+                "study with several metrics has no median curve: set early_stopping: none"
+            )
+        if self.constraints and self.algorithm not in CONSTRAINED_ALGORITHMS:
+            raise InvalidArgumentError(
+                f"algorithm {self.algorithm!r} cannot learn constraints; a study with "
+                f"constraints uses one of {', '.join(CONSTRAINED_ALGORITHMS)}"
+            )
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study has more than one objective (its best is a Pareto front)."""
+        return len(self.metrics) > 1
+
+    def objectives(self, metrics: Mapping[str, float]) -> tuple[float, ...] | None:
+        """The objective values in ``metrics``, in ``self.metrics`` order (None if one is
+        missing)."""
+        try:
+            return tuple(float(metrics[m.name]) for m in self.metrics)
+        except KeyError:
+            return None
+
+    def violations(self, metrics: Mapping[str, float]) -> list[str]:
+        """Why a trial that reported ``metrics`` is infeasible (empty: it is feasible
+        under the declared constraints).  A constraint metric not reported is a violation:
+        the trial cannot show it kept the bound."""
+        found = []
+        for constraint in self.constraints:
+            value = metrics.get(constraint.metric)
+            if value is None:
+                found.append(f"{constraint.metric} was not reported (constraint {constraint})")
+            elif constraint.slack(float(value)) < 0:
+                found.append(f"{constraint.metric} = {float(value):g} breaks {constraint}")
+        return found
 
     def with_space(self, space: Space) -> StudyConfig:
         return replace(self, space=space)
@@ -390,7 +506,7 @@ class StudyConfig:
         """The study file form; ``from_dict(to_dict(c)) == c``."""
         data: dict[str, Any] = {
             "name": self.name,
-            "metric": {"name": self.metric.name, "goal": self.metric.goal.value},
+            **self._metrics_dict(),
             "parameters": {p.name: parameter_to_dict(p) for p in self.space},
             "budget": {
                 "max_trials": self.budget.max_trials,
@@ -414,7 +530,13 @@ class StudyConfig:
             data["fidelity"] = self.fidelity.to_dict()
         if self.warm_start is not None:
             data["warm_start"] = self.warm_start.to_dict()
+        if self.constraints:
+            data["constraints"] = [str(c) for c in self.constraints]
         return data
+
+    def _metrics_dict(self) -> dict[str, Any]:
+        forms = [{"name": m.name, "goal": m.goal.value} for m in self.metrics]
+        return {"metrics": forms} if self.multi_objective else {"metric": forms[0]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StudyConfig:
@@ -436,6 +558,8 @@ class StudyConfig:
             "seed",
             "fidelity",
             "warm_start",
+            "metrics",
+            "constraints",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -444,7 +568,7 @@ class StudyConfig:
             )
         if "name" not in data:
             raise InvalidArgumentError("the study file needs a name, e.g. name: mnist-mlp")
-        metric = _metric(data.get("metric"))
+        metrics = _metrics(data)
         parameters = data.get("parameters") or {}
         if not isinstance(parameters, Mapping):
             raise InvalidArgumentError(
@@ -485,7 +609,9 @@ class StudyConfig:
             fidelity=_fidelity(data.get("fidelity")),
             warm_start=_warm_start(data.get("warm_start")),
             name=str(data["name"]),
-            metric=metric,
+            metric=metrics[0],
+            metrics=metrics,
+            constraints=_constraints(data.get("constraints")),
             space=space,
             budget=budget,
             algorithm=str(data.get("algorithm", "bayesian")).lower(),
@@ -533,6 +659,64 @@ def _warm_start(value: Any) -> WarmStart | None:
             f"{{study: mnist-v1}}, got {value!r}"
         )
     return WarmStart(str(value["study"]))
+
+
+def _metrics(data: Mapping[str, Any]) -> tuple[Metric, ...]:
+    """The study's objectives: ``metric`` (one) or ``metrics`` (a list), not both."""
+    listed = data.get("metrics")
+    if listed is None:
+        return (_metric(data.get("metric")),)
+    if data.get("metric") is not None:
+        raise InvalidArgumentError(
+            "the study file has both metric and metrics; keep metrics (a list) for several "
+            "objectives, or metric for one"
+        )
+    if not isinstance(listed, Sequence) or isinstance(listed, str) or not listed:
+        raise InvalidArgumentError(
+            "metrics must be a non-empty list, e.g. metrics: [{name: val_accuracy, goal: "
+            "maximize}, {name: latency_ms, goal: minimize}]"
+        )
+    return tuple(_metric(item) for item in listed)
+
+
+def _constraints(value: Any) -> tuple[Constraint, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, Mapping)):
+        value = [value]
+    if not isinstance(value, Sequence):
+        raise InvalidArgumentError(
+            "constraints must be a list, e.g. constraints: ['latency_ms <= 20', "
+            "{metric: model_mb, max: 50}]"
+        )
+    return tuple(_constraint(item) for item in value)
+
+
+def _constraint(item: Any) -> Constraint:
+    if isinstance(item, str):
+        match = CONSTRAINT_TEXT.match(item)
+        if match is None:
+            raise InvalidArgumentError(
+                f"constraint {item!r} is not 'metric <= bound' or 'metric >= bound', "
+                "e.g. 'latency_ms <= 20'"
+            )
+        name, op, bound = match.groups()
+        return Constraint(name, op, _number_or_raise(bound, f"constraint {item!r}"))
+    if isinstance(item, Mapping) and "metric" in item:
+        sides = [k for k in ("max", "min") if k in item]
+        extra = sorted(set(item) - {"metric", "max", "min"})
+        if len(sides) != 1 or extra:
+            raise InvalidArgumentError(
+                f"constraint {dict(item)!r} needs a metric and exactly one of max or min, "
+                "e.g. {metric: latency_ms, max: 20}"
+            )
+        side = sides[0]
+        bound = _number_or_raise(item[side], f"constraint on {item['metric']!r}")
+        return Constraint(str(item["metric"]), "<=" if side == "max" else ">=", bound)
+    raise InvalidArgumentError(
+        f"constraint {item!r} is not valid; write 'latency_ms <= 20' or "
+        "{metric: latency_ms, max: 20}"
+    )
 
 
 def _metric(value: Any) -> Metric:

@@ -48,7 +48,7 @@ from hpsearch.space.params import (
     Scale,
     Space,
 )
-from hpsearch.space.study import Budget, Goal, Measurement, StudyConfig
+from hpsearch.space.study import Budget, Constraint, Goal, Measurement, Metric, StudyConfig
 
 # Vertex AI lists at most this many values in a discrete parameter spec.
 VERTEX_DISCRETE_LIMIT = 1000
@@ -87,12 +87,7 @@ def study_spec_to_vertex(config: StudyConfig, *, include_defaults: bool = False)
             f"{', '.join(VERTEX_ALGORITHMS)} to run this study on Vertex AI"
         )
     spec: dict[str, Any] = {
-        "metrics": [
-            {
-                "metricId": config.metric.name,
-                "goal": "MAXIMIZE" if config.metric.goal is Goal.MAXIMIZE else "MINIMIZE",
-            }
-        ],
+        "metrics": metric_specs_to_vertex(config),
         "parameters": parameter_specs_to_vertex(config.space, include_defaults=include_defaults),
         "algorithm": algorithm,
         "measurementSelectionType": (
@@ -102,6 +97,56 @@ def study_spec_to_vertex(config: StudyConfig, *, include_defaults: bool = False)
     if config.early_stopping.rule == "median":
         spec["medianAutomatedStoppingSpec"] = {"useElapsedDuration": False}
     return spec
+
+
+def metric_specs_to_vertex(config: StudyConfig) -> list[dict[str, Any]]:
+    """``StudySpec.metrics``: each objective (several for a multi-objective study), then
+    each constraint as a Vertex AI safety metric (``safetyConfig.safetyThreshold``: a trial
+    is safe when the metric is at or below the threshold under MINIMIZE, at or above it
+    under MAXIMIZE), so ``latency_ms <= 20`` is ``{metricId: latency_ms, goal: MINIMIZE,
+    safetyConfig: {safetyThreshold: 20}}``."""
+    specs: list[dict[str, Any]] = [
+        {"metricId": m.name, "goal": "MAXIMIZE" if m.goal is Goal.MAXIMIZE else "MINIMIZE"}
+        for m in config.metrics
+    ]
+    for constraint in config.constraints:
+        specs.append(
+            {
+                "metricId": constraint.metric,
+                "goal": "MINIMIZE" if constraint.op == "<=" else "MAXIMIZE",
+                "safetyConfig": {"safetyThreshold": float(constraint.bound)},
+            }
+        )
+    return specs
+
+
+def metrics_from_vertex(
+    specs: Sequence[Mapping[str, Any]],
+) -> tuple[tuple[Metric, ...], tuple[Constraint, ...]]:
+    """The objectives and constraints of a ``StudySpec.metrics`` list (the inverse of
+    :func:`metric_specs_to_vertex`): a metric with a ``safetyConfig`` is a constraint."""
+    objectives: list[Metric] = []
+    constraints: list[Constraint] = []
+    for spec in specs:
+        goal = str(spec.get("goal", "MAXIMIZE")).lower()
+        if goal not in ("maximize", "minimize"):
+            raise InvalidArgumentError(
+                f"the metric {spec.get('metricId')!r} has goal {spec.get('goal')!r}; "
+                "Vertex AI goals are MAXIMIZE or MINIMIZE"
+            )
+        name = str(spec.get("metricId") or "")
+        safety = spec.get("safetyConfig")
+        if safety is not None:
+            bound = float(safety.get("safetyThreshold", 0.0))
+            constraints.append(Constraint(name, "<=" if goal == "minimize" else ">=", bound))
+        else:
+            objectives.append(Metric(name, Goal(goal)))
+    if not objectives:
+        raise InvalidArgumentError(
+            "the study spec has no objective metric (only safety metrics); Vertex AI needs "
+            "at least one metric without safetyConfig"
+        )
+    return tuple(objectives), tuple(constraints)
 
 
 def budget_to_vertex(budget: Budget) -> dict[str, int]:

@@ -56,6 +56,7 @@ from hpsearch.records import (
 )
 from hpsearch.space import Params, ParamValue, Space, StudyConfig
 from hpsearch.space.lifecycle import StudyChange, refuse_unsafe, study_changes
+from hpsearch.space.pareto import pareto_front
 from hpsearch.store import fencing
 from hpsearch.store.driver import Batch, BatchPart, DriverStatement
 from hpsearch.store.engine import (
@@ -80,6 +81,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///hpsearch.db"
 MAX_LEASE_SECONDS = 7 * 86400.0
+#: The longest infeasible reason kept (characters).
+MAX_REASON = 2000
 #: Write transactions (groups of concurrent writes) in flight at once on PostgreSQL.  A
 #: group's statements go in one round trip with its BEGIN (driver.Batch), so a group takes
 #: two round trips whatever its size, and one leader makes the largest groups: each pays
@@ -766,19 +769,31 @@ class Store:
         study: str,
         number: int,
         attempt: int,
-        value: float,
+        value: float | None,
         metrics: Mapping[str, float] | None = None,
+        *,
+        infeasible_reason: str | None = None,
     ) -> Trial:
         """RUNNING -> COMPLETED.  Idempotent for the same attempt; StaleAttemptError otherwise.
 
         A repeated report is the same when its value (and its metrics, if given) equal the
         stored ones.  InvalidArgumentError for a NaN/inf value or metric; nothing is stored.
+        ``infeasible_reason`` marks the trial infeasible (it broke a constraint); only an
+        infeasible trial may come without a value.
         """
-        checked = _check_number(value, "the objective value")
+        if value is None and infeasible_reason is None:
+            raise InvalidArgumentError("a feasible trial is completed with a value")
+        checked = None if value is None else _check_number(value, "the objective value")
         metric_data = _check_metrics(metrics)
+        if infeasible_reason is not None:
+            infeasible_reason = str(infeasible_reason)[:MAX_REASON] or "infeasible"
 
         def same(trial: Trial) -> bool:
-            return trial.value == checked and (metrics is None or trial.metrics == metric_data)
+            return (
+                trial.value == checked
+                and (metrics is None or trial.metrics == metric_data)
+                and trial.infeasible_reason == infeasible_reason
+            )
 
         trial = self._leave_running(
             self._sql.complete,
@@ -788,6 +803,7 @@ class Store:
                 "b_attempt": attempt,
                 "b_value": checked,
                 "b_metrics": metric_data,
+                "b_infeasible": infeasible_reason,
             },
             AttemptState.COMPLETED,
             same,
@@ -927,15 +943,24 @@ class Store:
         return self._read(body)
 
     def best_trials(self, study: str, n: int = 1) -> list[Trial]:
-        """COMPLETED trials ordered best first under the study's goal (ties: lower number)."""
+        """Feasible COMPLETED trials ordered best first under the study's goal (ties: lower
+        number), at most ``n``; in a study with several metrics, its Pareto front
+        (:func:`hpsearch.space.pareto.pareto_front`), best first by the first metric."""
 
-        def body(conn: Connection) -> list[Trial]:
+        def body(conn: Connection) -> tuple[list[Trial], Any]:
             rows = conn.execute(self._sql.best, {"b_study": study, "b_n": max(0, int(n))}).all()
             if not rows:
                 self._require_study(conn, study)
-            return [_trial(row) for row in rows]
+                return [], None
+            return [_trial(row) for row in rows], rows[0].study_config
 
-        return self._read(body)
+        best, declared = self._read(body)
+        if not isinstance(declared, Mapping) or len(declared.get("metrics") or ()) < 2:
+            return best
+        config = StudyConfig.from_dict(declared)
+        completed = self.list_trials(study, states=[TrialState.COMPLETED])
+        front = pareto_front(config, completed, lambda t: t.metrics, lambda t: t.feasible)
+        return front[: max(0, int(n))]
 
     def running_trial_of(self, study: str, worker_id: str) -> Trial | None:
         """The RUNNING trial whose (unexpired) lease this worker holds, if any."""
@@ -1432,6 +1457,7 @@ class Store:
                 **seen,
                 "b_value": values["b_value"],
                 "b_metrics": values["b_metrics"],
+                "b_infeasible": values["b_infeasible"],
                 "b_attempt": attempt,
                 "b_worker": row.attempt_worker,
             },
@@ -1602,6 +1628,7 @@ def _trial(row: Any) -> Trial:
         started_at=row.started_at,
         completed_at=row.completed_at,
         tags=dict(row.tags or {}),
+        infeasible_reason=row.infeasible_reason,
     )
 
 
@@ -1646,6 +1673,7 @@ def _restore_rows(conn: Connection, sql: Any, study_id: int, snapshot: StudySnap
             "started_at": t.started_at,
             "updated_at": t.completed_at or t.started_at or t.created_at,
             "completed_at": t.completed_at,
+            "infeasible_reason": t.infeasible_reason,
         }
         for t in snapshot.trials
     ]

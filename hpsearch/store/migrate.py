@@ -29,7 +29,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: The newest revision in ``migrations/versions`` (a test keeps the two equal).  Opening a
 #: Store compares the database with this constant, so that it need not import Alembic
 #: (a second of start-up) unless there is something to migrate.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # An arbitrary constant: the key of the PostgreSQL advisory lock taken while migrating.
 _PG_MIGRATION_LOCK = 7_341_020_118
 

@@ -79,6 +79,8 @@ class TrialRow(Base):
     started_at: Mapped[float | None] = mapped_column(Double)
     updated_at: Mapped[float] = mapped_column(Double)
     completed_at: Mapped[float | None] = mapped_column(Double)
+    # Why a COMPLETED trial is infeasible (NULL: feasible); migration 0004.
+    infeasible_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class AttemptRow(Base):

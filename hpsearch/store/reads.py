@@ -74,7 +74,11 @@ class Reads:
         # Not the store's ``best``: on PostgreSQL its ORDER BY the goal's CASE is slower on
         # a large study than a plain ORDER BY value with the goal known (measured:
         # benchmarks/results/design_figures.md, "Dashboard best trial: a plain ORDER BY").
-        best = select(T.number, T.value, T.params).where(*completed).limit(1)
+        best = (
+            select(T.number, T.value, T.params)
+            .where(*completed, T.infeasible_reason.is_(None))
+            .limit(1)
+        )
         self.highest_value = best.order_by(T.value.desc(), T.number)
         self.lowest_value = best.order_by(T.value.asc(), T.number)
         self.workers_alive_by_study = (
@@ -93,8 +97,14 @@ class Reads:
         # -- plots ------------------------------------------------------------------------
         # Narrow on purpose (no parameters to decode): the history is the first plot drawn.
         self.history = (
-            select(T.number, T.state, T.value)
+            select(T.number, T.state, T.value, T.infeasible_reason)
             .where(study, T.state.in_((COMPLETED, STOPPED)), T.value.is_not(None))
+            .order_by(T.number)
+        )
+        #: Every COMPLETED trial's metrics and feasibility: the Pareto front plot.
+        self.front = (
+            select(T.number, T.metrics, T.infeasible_reason)
+            .where(study, T.state == COMPLETED)
             .order_by(T.number)
         )
         self.completed_params = (
@@ -140,6 +150,7 @@ class Reads:
             T.completed_at,
             T.failure_message,
             T.tags,
+            T.infeasible_reason,
         ).where(study, T.number.in_(bindparam("b_numbers", expanding=True)))
 
         # -- workers ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     and_,
     bindparam,
     case,
@@ -114,8 +115,9 @@ class Statements:
             T.study_id,
             T.state,
             func.count(),
-            func.min(T.value),
-            func.max(T.value),
+            # The best value counts feasible trials only (NULL for the others).
+            func.min(case((T.infeasible_reason.is_(None), T.value))),
+            func.max(case((T.infeasible_reason.is_(None), T.value))),
             func.max(T.updated_at),
         ).group_by(T.study_id, T.state)
         declared: dict[str, Any] = {
@@ -304,6 +306,7 @@ class Statements:
                 state=COMPLETED,
                 value=bindparam("b_value", type_=Double),
                 metrics=bindparam("b_metrics", type_=JSON),
+                infeasible_reason=bindparam("b_infeasible", type_=Text),
                 completed_at=now,
                 **ended,
             )
@@ -384,6 +387,7 @@ class Statements:
                 state=COMPLETED,
                 value=bindparam("b_value", type_=Double),
                 metrics=bindparam("b_metrics", type_=JSON),
+                infeasible_reason=bindparam("b_infeasible", type_=Text),
                 attempt=bindparam("b_attempt", type_=Integer),
                 worker_id=bindparam("b_worker", type_=String),
                 failure_message=None,
@@ -470,10 +474,17 @@ class Statements:
             .group_by(S.id, T.state)
         )
         objective = case((S.goal == "minimize", T.value), else_=-T.value)
+        # With the study's declaration: a study with several metrics has a front instead
+        # (when it has no such trial, neither has a front: one statement either way).
         self.best = (
-            select(*TRIAL_COLUMNS)
+            select(*TRIAL_COLUMNS, S.config.label("study_config"))
             .join(STUDIES, S.id == T.study_id)
-            .where(S.name == bindparam("b_study"), T.state == COMPLETED, T.value.is_not(None))
+            .where(
+                S.name == bindparam("b_study"),
+                T.state == COMPLETED,
+                T.value.is_not(None),
+                T.infeasible_reason.is_(None),
+            )
             .order_by(objective, T.number)
             .limit(bindparam("b_n", type_=Integer))
         )

@@ -25,9 +25,7 @@ from hpsearch.errors import InvalidArgumentError, NotFoundError, StaleAttemptErr
 from hpsearch.records import Trial, TrialState
 from hpsearch.space import (
     Budget,
-    Goal,
     Measurement,
-    Metric,
     Params,
     Space,
     StudyConfig,
@@ -165,18 +163,15 @@ def import_job(store: Store, job: Mapping[str, Any], *, study: str | None = None
 
 def study_config_from_job(job: Mapping[str, Any], *, name: str | None = None) -> StudyConfig:
     """The study a job declares: space, metric and goal, budget, algorithm, measurement."""
-    from hpsearch.space.vertex import parameter_specs_from_vertex
+    from hpsearch.space.vertex import metrics_from_vertex, parameter_specs_from_vertex
 
     spec = job.get("studySpec") or {}
     metrics = spec.get("metrics") or []
-    if len(metrics) != 1:
+    if not metrics:
         raise InvalidArgumentError(
-            f"the job's study spec has {len(metrics)} metrics; hpsearch imports "
-            "single-objective jobs (exactly one metric)"
+            "the job's study spec has no metrics; hpsearch imports jobs with at least one"
         )
-    goal = str(metrics[0].get("goal", "MAXIMIZE")).lower()
-    if goal not in ("maximize", "minimize"):
-        raise InvalidArgumentError(f"the job's metric goal {metrics[0].get('goal')!r} is unknown")
+    objectives, constraints = metrics_from_vertex(metrics)
     space = parameter_specs_from_vertex(_with_zero_bounds(spec.get("parameters") or []))
     if not isinstance(space, Space):
         space = Space(tuple(space))
@@ -188,7 +183,9 @@ def study_config_from_job(job: Mapping[str, Any], *, name: str | None = None) ->
     failed = job.get("maxFailedTrialCount")
     return StudyConfig(
         name=name or _study_name(job),
-        metric=Metric(str(metrics[0]["metricId"]), Goal(goal)),
+        metric=objectives[0],
+        metrics=objectives,
+        constraints=constraints,
         space=space,
         budget=Budget(
             max_trials=max_trials,
@@ -324,13 +321,21 @@ def _finish(
         if metrics:
             store.add_measurement(study, trial.number, trial.attempt, step, metrics)
     state = str(vertex_trial.get("state"))
-    if state == "INFEASIBLE":
+    final = _metrics(vertex_trial.get("finalMeasurement", {}).get("metrics", []))
+    value = final.get(metric)
+    if state == "INFEASIBLE":  # it ran, and its result must not count: kept as infeasible
         reason = str(
             vertex_trial.get("infeasibleReason") or "Vertex AI marked the trial infeasible"
         )
-        return store.fail_trial(study, trial.number, trial.attempt, f"infeasible: {reason}")
-    final = _metrics(vertex_trial.get("finalMeasurement", {}).get("metrics", []))
-    value = final.get(metric)
+        return store.complete_trial(
+            study, trial.number, trial.attempt, value, final, infeasible_reason=reason
+        )
+    config = store.get_study(study).config
+    broken = config.violations(final)
+    if broken and value is not None:  # a safety metric out of bounds
+        return store.complete_trial(
+            study, trial.number, trial.attempt, value, final, infeasible_reason="; ".join(broken)
+        )
     if value is None:
         return store.fail_trial(
             study,

@@ -221,3 +221,84 @@ def test_study_page_history_filters_and_live_update(
     finally:
         server.stop()
         store.close()
+
+
+MO_STUDY = """
+name: {name}
+metrics: {metrics}
+constraints: ["memory_gb <= 8"]
+parameters: {{x: {{type: double, min: 0, max: 1}}}}
+"""
+
+
+def _mo_study(store: Store, name: str, objectives: int) -> tuple[set[int], set[int]]:
+    """A study with ``objectives`` metrics (minimised) whose front and infeasible trials
+    are known by construction: trials on the plane sum(f) = 1 are mutually non-dominated;
+    each is copied with +0.5 on every metric (dominated); one breaks the memory bound and
+    one says it is infeasible.  Returns (front numbers, infeasible numbers)."""
+    from hpsearch.space import loads_study
+
+    metric_names = [f"f{i}" for i in range(objectives)]
+    metrics = "[" + ", ".join(f"{{name: {m}, goal: minimize}}" for m in metric_names) + "]"
+    store.create_study(loads_study(MO_STUDY.format(name=name, metrics=metrics)))
+    front, infeasible = set(), set()
+
+    def add(values: list[float], memory: float, reason: str | None = None) -> int:
+        trial = store.create_trial(name, {"x": values[0]}, worker_id="w")
+        metrics = dict(zip(metric_names, values, strict=True)) | {"memory_gb": memory}
+        if reason is None and memory > 8:
+            reason = f"memory_gb = {memory:g} breaks memory_gb <= 8"
+        store.complete_trial(
+            name, trial.number, trial.attempt, values[0], metrics, infeasible_reason=reason
+        )
+        return trial.number
+
+    for i in range(6):
+        share = i / 5
+        rest = (1 - share) / (objectives - 1)
+        point = [share] + [rest] * (objectives - 1)
+        front.add(add(point, 4.0))
+        add([v + 0.5 for v in point], 4.0)
+    # Better than every front point on each metric, but infeasible: never on the front.
+    infeasible.add(add([-1.0] * objectives, 12.0))
+    infeasible.add(add([-1.0] * objectives, 2.0, "out of memory at batch 512"))
+    return front, infeasible
+
+
+FRONT_TRACE = (
+    "const d = document.getElementById('front-plot').data;"
+    "if (!d) return null;"
+    "const out = {};"
+    "for (const t of d) out[t.name] = {type: t.type, trials: t.customdata.map((c) => c[0])};"
+    "return out;"
+)
+
+
+@pytest.mark.parametrize("objectives", [2, 3])
+def test_study_page_draws_the_pareto_front_and_marks_infeasible_trials(
+    sqlite_url: str, browser: Any, artifacts: Path, objectives: int
+) -> None:
+    store = Store(sqlite_url)
+    name = f"front-{objectives}d"
+    front, infeasible = _mo_study(store, name, objectives)
+    server = serve_dashboard(store, "127.0.0.1", 0)
+    try:
+        browser.get(server.url + f"#/study/{name}")
+        traces = wait_for(
+            lambda: browser.execute_script(FRONT_TRACE), what="the Pareto front plot"
+        )
+        assert set(traces["Pareto front"]["trials"]) == front
+        assert set(traces["infeasible"]["trials"]) == infeasible
+        assert len(traces["dominated"]["trials"]) == len(front)
+        expected_type = "scatter3d" if objectives == 3 else "scatter"
+        assert {t["type"] for t in traces.values()} == {expected_type}
+        note = browser.find_element(By.ID, "front-note").text
+        assert f"{len(front)} trials on the front" in note and "2 infeasible" in note
+        # The best-value card never shows an infeasible trial.
+        best = browser.find_element(By.ID, "study-best").text
+        assert not any(f"#{n})" in best for n in infeasible)
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.save_screenshot(str(artifacts / f"dashboard-front-{objectives}d.png"))
+    finally:
+        server.stop()
+        store.close()

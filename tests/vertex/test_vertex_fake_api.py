@@ -301,7 +301,7 @@ def test_import_copies_finished_trials_and_is_idempotent(
     code, out, err = run_cli(capsys, *imp)
     assert code == 0, err
     assert out.strip() == (
-        "imported 4 trial(s) into study 'every-kind-vertex' (created): 2 completed, 2 failed; "
+        "imported 4 trial(s) into study 'every-kind-vertex' (created): 3 completed, 1 failed; "
         "0 already imported, 1 still running on Vertex AI"
     )
     assert fake.requests[-1].method == "GET"
@@ -352,8 +352,10 @@ def test_import_copies_finished_trials_and_is_idempotent(
             (1, pytest.approx(0.52)),
             (2, pytest.approx(0.31)),
         ]
-        assert trials["3"].state is TrialState.FAILED
-        assert "container exited with code 1" in (trials["3"].failure_message or "")
+        # Vertex AI's INFEASIBLE ("should not be attempted again"): COMPLETED, infeasible,
+        # so the search avoids it and it is never the best.
+        assert trials["3"].state is TrialState.COMPLETED and not trials["3"].feasible
+        assert "container exited with code 1" in (trials["3"].infeasible_reason or "")
         assert trials["5"].state is TrialState.FAILED
         assert "no final value of 'val_loss'" in (trials["5"].failure_message or "")
         [best] = store.best_trials(study.name, 1)
@@ -391,11 +393,12 @@ def test_import_copies_finished_trials_and_is_idempotent(
     assert [r["state"] for r in rows] == [
         "COMPLETED",
         "COMPLETED",
-        "FAILED",
+        "COMPLETED",
         "FAILED",
         "COMPLETED",
     ]
-    assert rows[2]["failure"].startswith("infeasible: ")
+    assert "container exited with code 1" in rows[2]["infeasible"]
+    assert [r.get("infeasible") is None for r in rows] == [True, True, False, True, True]
 
 
 def test_status_reports_state_counts_and_best(

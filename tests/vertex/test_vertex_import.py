@@ -140,10 +140,61 @@ def test_trials_of_another_job_are_not_taken_for_this_one(store: Store) -> None:
     assert len(store.list_trials("shared")) == 4
 
 
-def test_a_multi_objective_job_is_refused(store: Store) -> None:
+def test_a_multi_objective_job_with_a_safety_metric_imports_its_front(store: Store) -> None:
+    """Two objectives and a safety metric (Vertex's constraint): the study gets both
+    metrics and the constraint; a trial past the safety threshold is infeasible and off
+    the front; the front is the other two (neither beats the other on both metrics)."""
     job = copy.deepcopy(JOB)
-    job["studySpec"]["metrics"].append({"metricId": "latency", "goal": "MINIMIZE"})
-    with pytest.raises(InvalidArgumentError, match="exactly one metric"):
+    job["studySpec"]["metrics"] += [
+        {"metricId": "latency_ms", "goal": "MINIMIZE"},
+        {"metricId": "memory_gb", "goal": "MINIMIZE", "safetyConfig": {"safetyThreshold": 8}},
+    ]
+    finals = {"1": (0.8, 2.0, 4.0), "2": (0.9, 9.0, 12.0)}
+    for trial in job["trials"]:
+        if trial["id"] in finals:
+            acc, latency, memory = finals[trial["id"]]
+            trial["finalMeasurement"] = {
+                "metrics": [
+                    {"metricId": "val_accuracy", "value": acc},
+                    {"metricId": "latency_ms", "value": latency},
+                    {"metricId": "memory_gb", "value": memory},
+                ]
+            }
+    job["trials"].append(
+        {
+            "id": "4",
+            "state": "SUCCEEDED",
+            "parameters": [
+                {"parameterId": "learning_rate", "value": 0.02},
+                {"parameterId": "n_hidden", "value": 2.0},
+            ],
+            "finalMeasurement": {
+                "metrics": [
+                    {"metricId": "val_accuracy", "value": 0.85},
+                    {"metricId": "latency_ms", "value": 3.0},
+                    {"metricId": "memory_gb", "value": 6.0},
+                ]
+            },
+        }
+    )
+    config = study_config_from_job(job)
+    assert [(m.name, m.goal.value) for m in config.metrics] == [
+        ("val_accuracy", "maximize"),
+        ("latency_ms", "minimize"),
+    ]
+    assert [str(c) for c in config.constraints] == ["memory_gb <= 8"]
+    result = import_job(store, job)
+    assert (result.completed, result.failed) == (3, 0)
+    trials = {t.tags[TAG_TRIAL]: t for t in store.list_trials(result.study)}
+    assert not trials["2"].feasible and "memory_gb = 12 breaks" in trials["2"].infeasible_reason
+    front = store.best_trials(result.study, 10)
+    assert [t.tags[TAG_TRIAL] for t in front] == ["4", "1"]  # best first by val_accuracy
+
+
+def test_a_job_with_only_safety_metrics_is_refused(store: Store) -> None:
+    job = copy.deepcopy(JOB)
+    job["studySpec"]["metrics"][0]["safetyConfig"] = {"safetyThreshold": 0.5}
+    with pytest.raises(InvalidArgumentError, match="no objective metric"):
         import_job(store, job)
     assert store.list_studies() == []
 

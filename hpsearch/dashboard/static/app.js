@@ -255,6 +255,10 @@ function studyView(main, name) {
   const importanceEl = h("div", { className: "plot", id: "importance-plot" });
   const sliceEl = h("div", { className: "plot", id: "slice-plot" });
   const contourEl = h("div", { className: "plot", id: "contour-plot" });
+  const frontEl = h("div", { className: "plot", id: "front-plot" });
+  const frontTitle = h("h2", {}, "Pareto front");
+  const frontPanel = h("div", { className: "panel", id: "front-panel", style: "display:none" },
+    frontTitle, frontEl, h("div", { className: "note", id: "front-note" }));
   const sliceSel = h("select", { id: "slice-param", onchange: () => drawSlice() });
   const cxSel = h("select", { id: "contour-x", onchange: () => drawContour() });
   const cySel = h("select", { id: "contour-y", onchange: () => drawContour() });
@@ -301,7 +305,7 @@ function studyView(main, name) {
 
   main.append(
     h("div", { className: "crumbs" }, h("a", { href: "#/" }, "Studies"), " / ", name),
-    h("h1", { id: "study-name" }, name), cards, notesEl,
+    h("h1", { id: "study-name" }, name), cards, notesEl, frontPanel,
     h("div", { className: "grid2" },
       h("div", { className: "panel" }, h("h2", {}, "Optimization history"), historyEl,
         h("div", { className: "note", id: "history-note" })),
@@ -342,10 +346,18 @@ function studyView(main, name) {
     const d = await api(`/studies/${enc(name)}/history`);
     await gate; // the table paints first: it is what a user waits for
     await nextPaint(); // let the table and cards paint before a big plot blocks the thread
-    const c = d.completed, s = d.stopped;
+    const all = d.completed, s = d.stopped;
+    const flags = all.infeasible || all.number.map(() => false);
+    const pick = (want) => {
+      const idx = flags.map((f, i) => (f === want ? i : -1)).filter((i) => i >= 0);
+      return { number: idx.map((i) => all.number[i]), value: idx.map((i) => all.value[i]),
+               best: idx.map((i) => all.best[i]) };
+    };
+    const c = pick(false), bad = pick(true);
     const type = scatterType(c.number.length);
     document.getElementById("history-note").textContent =
-      `${c.number.length} completed trials` + (s.number.length ? `, ${s.number.length} stopped early with a value` : "");
+      `${c.number.length} completed trials` + (s.number.length ? `, ${s.number.length} stopped early with a value` : "") +
+      (bad.number.length ? `, ${bad.number.length} infeasible (never the best)` : "");
     plot(historyEl, [
       { type, mode: "markers", name: "completed", x: c.number, y: c.value,
         marker: { color: COLORS.COMPLETED, size: 6, opacity: 0.75 },
@@ -355,8 +367,62 @@ function studyView(main, name) {
       { type, mode: "markers", name: "stopped early", x: s.number, y: s.value,
         marker: { color: COLORS.STOPPED, symbol: "x", size: 7 },
         hovertemplate: "trial %{x} (stopped)<br>" + d.metric + " %{y}<extra></extra>" },
+      { type, mode: "markers", name: "infeasible", x: bad.number, y: bad.value,
+        marker: { color: "#6b7280", symbol: "x", size: 7 },
+        hovertemplate: "trial %{x} (infeasible)<br>" + d.metric + " %{y}<extra></extra>" },
     ], { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: d.metric } } });
     historyEl.dataset.points = String(c.number.length);
+  }
+
+  // A study with several metrics: its Pareto front (2 metrics: a scatter; 3 or more: the
+  // first three in 3-D); with constraints, infeasible trials marked. One metric with
+  // constraints: the objective by trial, feasible and infeasible apart.
+  async function refreshFront(gate) {
+    const cfg = state.detail.config;
+    const metrics = cfg.metrics || [cfg.metric];
+    if (metrics.length < 2 && !(cfg.constraints || []).length) return;
+    frontPanel.style.display = "";
+    const d = await api(`/studies/${enc(name)}/front`);
+    await gate;
+    await nextPaint();
+    const t = d.trials, names = d.metrics.map((m) => m.name), k = Math.min(names.length, 3);
+    const groups = { front: [], dominated: [], infeasible: [] };
+    let unplotted = 0;
+    t.number.forEach((n, i) => {
+      const missing = t.values.slice(0, k).some((col) => col[i] === null || col[i] === undefined);
+      if (missing) { unplotted += 1; return; }
+      (!t.feasible[i] ? groups.infeasible : t.on_front[i] ? groups.front : groups.dominated).push(i);
+    });
+    if (k === 2) groups.front.sort((a, b) => t.values[0][a] - t.values[0][b]);
+    const axis = (j, idx) => (k === 1 && j === 0) ? idx.map((i) => t.number[i]) : idx.map((i) => t.values[k === 1 ? 0 : j][i]);
+    const labels = k === 1 ? ["trial", names[0]] : names.slice(0, k);
+    const trace = (label, idx, marker, extra) => {
+      const tr = Object.assign({ type: k === 3 ? "scatter3d" : "scatter", mode: "markers", name: label,
+        x: axis(0, idx), y: axis(1, idx), customdata: idx.map((i) => [t.number[i], t.reason[i] || ""]),
+        marker, hovertemplate: "trial %{customdata[0]}<br>" + labels[0] + " %{x}<br>" + labels[1] +
+          " %{y}" + (k === 3 ? "<br>" + labels[2] + " %{z}" : "") + "<br>%{customdata[1]}<extra></extra>" }, extra || {});
+      if (k === 3) tr.z = idx.map((i) => t.values[2][i]);
+      return tr;
+    };
+    const traces = [
+      trace(k === 1 ? "feasible" : "Pareto front", k === 1 ? groups.front.concat(groups.dominated) : groups.front,
+        { color: "#dc2626", size: k === 3 ? 4 : 8 }, k === 2 ? { mode: "lines+markers", line: { shape: "hv", color: "#dc2626" } } : {}),
+    ];
+    if (k > 1) traces.push(trace("dominated", groups.dominated, { color: COLORS.RUNNING, size: k === 3 ? 3 : 6, opacity: 0.6 }));
+    traces.push(trace("infeasible", groups.infeasible, { color: "#6b7280", symbol: "x", size: k === 3 ? 3 : 7 }));
+    frontTitle.textContent = k === 1 ? "Feasibility" : (k === 3 ? "Pareto front (3-D)" : "Pareto front");
+    const layout = k === 3
+      ? { scene: { xaxis: { title: { text: labels[0] } }, yaxis: { title: { text: labels[1] } }, zaxis: { title: { text: labels[2] } } } }
+      : { xaxis: { title: { text: labels[0] } }, yaxis: { title: { text: labels[1] } } };
+    plot(frontEl, traces, layout);
+    frontEl.dataset.front = String(groups.front.length);
+    frontEl.dataset.infeasible = String(t.feasible.filter((f) => !f).length);
+    document.getElementById("front-note").textContent =
+      (k === 1 ? "" : `${groups.front.length} trials on the front, ${groups.dominated.length} dominated; `) +
+      `${t.feasible.filter((f) => !f).length} infeasible` +
+      ((cfg.constraints || []).length ? ` (constraints: ${d.constraints.join(", ")})` : "") +
+      (unplotted ? `; ${unplotted} without every metric not drawn` : "") +
+      (names.length > 3 ? `; the first three of ${names.length} metrics drawn` : "") + ".";
   }
 
   async function refreshIntermediate(gate) {
@@ -608,7 +674,8 @@ function studyView(main, name) {
         if (c.key.startsWith("param:")) return h("td", { className: "num" }, fmt(t.params[c.key.slice(6)]));
         if (c.key === "duration") return h("td", { className: "num" }, fmtDuration(t.duration));
         if (c.key === "started_at") return h("td", {}, fmtTime(t.started_at));
-        if (c.key === "failure_message") return h("td", { className: "wrap" }, t.failure_message || "");
+        if (c.key === "failure_message") return h("td", { className: "wrap" }, t.failure_message ||
+          (t.infeasible_reason ? "infeasible: " + t.infeasible_reason : ""));
         if (c.key === "fidelity") return h("td", { className: "fidelity" }, fmtFidelity(t.fidelity));
         return h("td", { className: typeof t[c.key] === "number" ? "num" : "" }, fmt(t[c.key]));
       })));
@@ -639,7 +706,8 @@ function studyView(main, name) {
       state.revision = state.detail.revision;
       const table = refreshTable();
       const gate = table.catch(() => undefined);
-      await Promise.all([table, refreshHistory(gate), refreshIntermediate(gate), refreshParameters(first, gate)]);
+      await Promise.all([table, refreshHistory(gate), refreshFront(gate), refreshIntermediate(gate),
+                         refreshParameters(first, gate)]);
     },
     fail(e) { if (state.revision === null) main.replaceChildren(h("p", { className: "error" }, e.message)); },
     stop() { state.stopped = true; clearTimeout(state.heavyTimer); },
@@ -687,6 +755,7 @@ function trialView(main, name, number) {
         card("Started", fmtTime(t.started_at)),
         card("Finished", fmtTime(t.completed_at))),
       t.failure_message ? h("p", { className: "error", id: "trial-failure" }, t.failure_message) : null,
+      t.infeasible_reason ? h("p", { className: "error", id: "trial-infeasible" }, "Infeasible: " + t.infeasible_reason) : null,
       annotations(t.note, t.user_tags, "trial"),
       h("div", { className: "grid2" },
         h("div", { className: "panel" }, h("h2", {}, "Parameters"), kvTable(t.params, "trial-params")),
