@@ -84,6 +84,11 @@ MIN_SEPARATION = 0.02
 # ParEGO's augmentation weight (Knowles, 2006): the sum term that breaks the ties of the
 # Chebyshev max between weakly dominated points.
 PAREGO_RHO = 0.05
+# The shortest length scale of the feasibility GP (unit cube).  The trials pile up along
+# the boundary of the feasible region, where the margin flips sign over a short distance;
+# fitted freely, the length scales collapse onto that step and, a little away from the
+# trials, the model forgets that whole regions were infeasible (probability ~0.5 there).
+FEASIBILITY_MIN_LENGTH_SCALE = 0.15
 
 
 def initial_design_size(space: Space) -> int:
@@ -314,7 +319,14 @@ def _feasibility_model(
         margins.append(float(np.clip(margin, -3.0, 3.0)))
     y = np.array(margins)
     X = encoder.encode_many([o.params for o in finished])
-    hyper = fit_hyperparameters(X, y, encoder.groups, encoder.n_groups, maxiter=FIT_ITERATIONS)
+    hyper = fit_hyperparameters(
+        X,
+        y,
+        encoder.groups,
+        encoder.n_groups,
+        maxiter=FIT_ITERATIONS,
+        min_length_scale=FEASIBILITY_MIN_LENGTH_SCALE,
+    )
     return GaussianProcess(X, y, hyper, encoder.groups)
 
 

@@ -81,11 +81,16 @@ def fit_hyperparameters(
     *,
     start: Hyperparameters | None = None,
     maxiter: int = 60,
+    min_length_scale: float | None = None,
 ) -> Hyperparameters:
-    """MAP estimate of the hyperparameters for data ``(X, y)`` (y standardised)."""
+    """MAP estimate of the hyperparameters for data ``(X, y)`` (y standardised);
+    ``min_length_scale`` raises the floor of the length scales (default 0.01)."""
     start = start or default_hyperparameters(n_groups)
     mu, sd = _ls_prior(n_groups)
-    bounds = [LOG_LS_BOUNDS] * n_groups + [LOG_AMP_BOUNDS, LOG_NOISE_BOUNDS]
+    ls_bounds = LOG_LS_BOUNDS
+    if min_length_scale is not None:
+        ls_bounds = (max(LOG_LS_BOUNDS[0], math.log(min_length_scale)), LOG_LS_BOUNDS[1])
+    bounds = [ls_bounds] * n_groups + [LOG_AMP_BOUNDS, LOG_NOISE_BOUNDS]
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = _neg_log_posterior(theta, X, y, groups, n_groups, mu, sd)
