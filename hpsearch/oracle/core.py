@@ -324,7 +324,8 @@ class Oracle:
         Without ``value`` the objective is the study metric in ``metrics``, else taken from
         the attempt's intermediate measurements under the study's ``measurement`` rule.
         In a multi-objective study every objective is taken so (from ``metrics``, else the
-        last measurement that has it), and ``value`` is the first.  The trial is
+        last measurement that has it), and ``value`` is the first; a constraint's metric
+        too (from ``metrics``, else its last measurement).  The trial is
         infeasible when the caller says so (``infeasible``: the reason, as Vertex AI's
         INFEASIBLE) or when its metrics break a constraint of the study; an infeasible
         trial may lack its objectives.
@@ -347,6 +348,13 @@ class Oracle:
                 found = self._value_from_measurements(config, study, number, attempt, metric)
                 if found is not None:
                     clean[metric.name] = found
+        for constraint in config.constraints:  # a constraint metric: its last report
+            if constraint.metric not in clean:
+                found = self._value_from_measurements(
+                    config, study, number, attempt, Metric(constraint.metric), last=True
+                )
+                if found is not None:
+                    clean[constraint.metric] = found
         if config.multi_objective or value is None:
             value = clean.get(config.metric.name)
         reasons = config.violations(clean)
@@ -506,7 +514,14 @@ class Oracle:
             mirror.resync(self.store)  # a lost attempt revived by its heartbeat
 
     def _value_from_measurements(
-        self, config: StudyConfig, study: str, number: int, attempt: int, metric: Metric
+        self,
+        config: StudyConfig,
+        study: str,
+        number: int,
+        attempt: int,
+        metric: Metric,
+        *,
+        last: bool = False,
     ) -> float | None:
         values = [
             m.metrics[metric.name]
@@ -515,7 +530,7 @@ class Oracle:
         ]
         # Several objectives are read off one point, the last report: each objective's own
         # best could come from different steps, a point the model never trained to.
-        rule = Measurement.LAST if config.multi_objective else config.measurement
+        rule = Measurement.LAST if last or config.multi_objective else config.measurement
         return rule.select(values, metric.goal)
 
     def _name_of(self, trial: Trial) -> str:
