@@ -145,8 +145,10 @@ def _suggest(
         if asked + i < n_init or len(finished) < 2:
             params = _sobol(config, asked + i, seen, rng)
         else:
-            if model is None:
-                model = _Model(config, finished, pending, rng)
+            if model is None or config.multi_objective:
+                # Several objectives: each member of a batch gets its own scalarisation
+                # weights (a model each), the members chosen so far as pending points.
+                model = _Model(config, finished, [*pending, *out], rng)
             params = model.next(seen, rng)
         if params is None:
             logger.info("search exhausted study=%s asked=%d", config.name, asked + i)
