@@ -31,9 +31,25 @@ parameters:
 def test_history_keeps_the_best_so_far_of_completed_trials_only() -> None:
     rows = [(0, "COMPLETED", 3.0), (1, "STOPPED", 0.5), (2, "COMPLETED", 2.0), (3, "COMPLETED", 4)]
     completed, stopped = history_columns(rows, Goal.MINIMIZE)
-    assert completed == {"number": [0, 2, 3], "value": [3.0, 2.0, 4.0], "best": [3.0, 2.0, 2.0]}
+    assert completed == {
+        "number": [0, 2, 3],
+        "value": [3.0, 2.0, 4.0],
+        "best": [3.0, 2.0, 2.0],
+        "infeasible": [False, False, False],
+    }
     assert stopped == {"number": [1], "value": [0.5]}
     assert history_columns(rows, Goal.MAXIMIZE)[0]["best"] == [3.0, 3.0, 4.0]
+
+
+def test_an_infeasible_trial_is_flagged_and_never_the_best_so_far() -> None:
+    rows = [
+        (0, "COMPLETED", 3.0, None),
+        (1, "COMPLETED", 0.5, "memory_gb = 9 breaks memory_gb <= 8"),
+        (2, "COMPLETED", 2.0, None),
+    ]
+    completed, _ = history_columns(rows, Goal.MINIMIZE)
+    assert completed["infeasible"] == [False, True, False]
+    assert completed["best"] == [3.0, 3.0, 2.0]
 
 
 def test_parameter_specs_declared_first_then_those_found_in_trials() -> None:
