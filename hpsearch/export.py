@@ -11,17 +11,31 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpsearch.errors import FailedPreconditionError, InvalidArgumentError
 from hpsearch.records import Study, Trial
+
+if TYPE_CHECKING:
+    from hpsearch.store import Store
 
 log = logging.getLogger(__name__)
 
 
 def export_trial(
-    storage: str, study: str, to: Path, *, source: Path, trial: int | None = None
+    storage: str,
+    study: str,
+    to: Path,
+    *,
+    source: Path,
+    trial: int | None = None,
+    rule: str | None = None,
 ) -> ExportedTrial:
     """Export trial ``trial`` of ``study`` (default: its best completed trial) to ``to``.
+
+    A study with several metrics has a front, not one best trial: name the trial, or give
+    a ``rule`` (:func:`hpsearch.space.pareto.choose`: ``best:<metric>`` or ``knee``);
+    without either, FailedPreconditionError lists the front.
 
     The model is looked for where the trial saved it: its ``model_dir`` tag (set by
     ``hpsearch vertex import``), else ``source/<study>/<trial>/model``; ``hpsearch.json``
@@ -32,7 +46,9 @@ def export_trial(
     store = Store(storage)
     try:
         record = store.get_study(study)
-        if trial is None:
+        if trial is None and record.config.multi_objective:
+            chosen = _front_member(store, record, rule)
+        elif trial is None:
             best = store.best_trials(study, 1)
             if not best:
                 raise FailedPreconditionError(
@@ -56,11 +72,33 @@ def export_trial(
         "study": record.name,
         "trial": chosen.number,
         "attempt": chosen.attempt,
-        record.config.metric.name: chosen.value,
+        **{m.name: chosen.metrics.get(m.name, chosen.value) for m in record.config.metrics},
         "params": chosen.params,
     }
     (target / "hpsearch.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return ExportedTrial(record, chosen, target)
+
+
+def _front_member(store: Store, record: Study, rule: str | None) -> Trial:
+    from hpsearch.space.pareto import choose
+
+    front = store.best_trials(record.name, 10_000)
+    if not front:
+        raise FailedPreconditionError(
+            f"study {record.name!r} has no feasible completed trial to export yet"
+        )
+    if rule is None:
+        names = [m.name for m in record.config.metrics]
+        members = "; ".join(
+            f"trial {t.number}: " + ", ".join(f"{n}={t.metrics.get(n)}" for n in names)
+            for t in front[:20]
+        )
+        raise FailedPreconditionError(
+            f"study {record.name!r} has {len(names)} metrics and {len(front)} trials on its "
+            f"Pareto front ({members}{' ...' if len(front) > 20 else ''}); choose one with "
+            f"--trial N, or give a rule: --rule best:{names[0]} or --rule knee"
+        )
+    return choose(record.config, front, lambda t: t.metrics, rule)
 
 
 @dataclass(frozen=True)

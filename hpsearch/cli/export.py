@@ -37,6 +37,12 @@ def register(subparsers: Subparsers) -> None:
     best.add_argument(
         "--trial", type=int, default=None, help="export this trial instead of the best one"
     )
+    best.add_argument(
+        "--rule",
+        default=None,
+        help="a study with several metrics: which member of its Pareto front to export, "
+        "best:<metric> (the best on that metric) or knee (the most balanced trade-off)",
+    )
     add_storage(best)
     best.set_defaults(func=_best)
 
@@ -45,7 +51,12 @@ def _best(args: argparse.Namespace) -> int:
     from hpsearch.export import export_trial
 
     exported = export_trial(
-        args.storage, args.name, Path(args.to), source=Path(args.source), trial=args.trial
+        args.storage,
+        args.name,
+        Path(args.to),
+        source=Path(args.source),
+        trial=args.trial,
+        rule=args.rule,
     )
     study, trial = exported.study, exported.trial
     print(

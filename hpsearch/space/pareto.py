@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from hpsearch.errors import InvalidArgumentError
 from hpsearch.space.study import StudyConfig
 
 T = TypeVar("T")
@@ -63,4 +64,36 @@ def pareto_front(
     return [candidates[i] for i in order if mask[i]]
 
 
-__all__ = ["minimised", "non_dominated", "pareto_front"]
+def choose(
+    config: StudyConfig,
+    front: Sequence[T],
+    metrics_of: Callable[[T], Mapping[str, float]],
+    rule: str,
+) -> T:
+    """One member of a Pareto front by ``rule``: ``best:<metric>`` (the best on that
+    metric; ties go to the earlier member) or ``knee`` (the closest to the ideal point,
+    every objective scaled to [0, 1] over the front: the most balanced trade-off).
+    InvalidArgumentError for another rule or an empty front."""
+    if not front:
+        raise InvalidArgumentError("the front is empty: no feasible trial has every metric")
+    names = [m.name for m in config.metrics]
+    if rule.startswith("best:"):
+        name = rule.removeprefix("best:")
+        if name not in names:
+            raise InvalidArgumentError(
+                f"rule {rule!r}: {name!r} is not a metric of the study; use best:{names[0]}, "
+                f"best:{names[1]}, ... or knee"
+            )
+        metric = config.metrics[names.index(name)]
+        return metric.goal.best_of(front, key=lambda t: float(metrics_of(t)[name]))
+    if rule == "knee":
+        losses = minimised(config, [config.objectives(metrics_of(t)) for t in front])  # type: ignore[misc]
+        low, high = losses.min(axis=0), losses.max(axis=0)
+        scaled = (losses - low) / np.where(high - low > 0, high - low, 1.0)
+        return front[int(np.argmin(np.linalg.norm(scaled, axis=1)))]
+    raise InvalidArgumentError(
+        f"unknown rule {rule!r}; use best:<metric> (e.g. best:{names[0]}) or knee"
+    )
+
+
+__all__ = ["choose", "minimised", "non_dominated", "pareto_front"]
