@@ -372,3 +372,41 @@ def test_vertex_without_an_action_prints_its_help(capsys: pytest.CaptureFixture[
     assert code == 2
     for action in ("submit", "status", "import", "submit-distributed"):
         assert action in out
+
+
+def test_a_multi_metric_study_round_trips_through_the_sdks_own_types(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two objectives and a constraint: the dry run's studySpec.metrics lists both, then
+    the constraint as a safety metric; parsed by google-cloud-aiplatform's own
+    ``aiplatform_v1.StudySpec`` and read back by the importer, it is the same study."""
+    aiplatform_v1 = pytest.importorskip("google.cloud.aiplatform_v1")
+    from google.protobuf.json_format import MessageToDict, ParseDict
+
+    from hpsearch.vertex.importer import study_config_from_job
+
+    study = tmp_path / "mo.yaml"
+    study.write_text(
+        "name: mo\n"
+        "metrics: [{name: val_accuracy, goal: maximize}, {name: latency_ms, goal: minimize}]\n"
+        "constraints: ['model_mb <= 50', 'throughput >= 100']\n"
+        "parameters: {lr: {type: double, min: 0.0001, max: 0.1, scale: log}}\n"
+    )
+    code, out, err = run_cli(
+        capsys, "vertex", "submit", str(study), "--image", "gcr.io/p/t:1", "--dry-run"
+    )
+    assert code == 0, err
+    spec = json.loads(out)["studySpec"]
+    assert spec["metrics"] == [
+        {"metricId": "val_accuracy", "goal": "MAXIMIZE"},
+        {"metricId": "latency_ms", "goal": "MINIMIZE"},
+        {"metricId": "model_mb", "goal": "MINIMIZE", "safetyConfig": {"safetyThreshold": 50.0}},
+        {"metricId": "throughput", "goal": "MAXIMIZE", "safetyConfig": {"safetyThreshold": 100.0}},
+    ]
+    message = ParseDict(spec, aiplatform_v1.StudySpec()._pb)  # unknown fields would raise
+    assert [m.safety_config.safety_threshold for m in message.metrics] == [0, 0, 50, 100]
+    back = MessageToDict(message)
+    config = study_config_from_job({"displayName": "mo", "studySpec": back, "maxTrialCount": 5})
+    original = loads_study(study.read_text())
+    assert config.metrics == original.metrics
+    assert config.constraints == original.constraints
