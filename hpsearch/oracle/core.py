@@ -399,10 +399,18 @@ class Oracle:
     def stop_trial(
         self, study: str, number: int, attempt: int, *, value: float | None = None
     ) -> Trial:
-        """Finish an attempt as STOPPED (early stopping or study stopped)."""
+        """Finish an attempt as STOPPED (early stopping or study stopped).
+
+        Without ``value`` a single-objective trial keeps the value its intermediate
+        measurements give under the study's ``measurement`` rule, as Vertex AI keeps an
+        early-stopped trial's measurements: the search learns from it (a stopped trial that
+        taught nothing was proposed again), and listings show how far it got."""
         mirror = self._mirror(study)
         if value is not None and not math.isfinite(value):
             raise InvalidArgumentError(f"trial {number}: value must be finite, got {value!r}")
+        config = mirror.config
+        if value is None and not config.multi_objective:
+            value = self._value_from_measurements(config, study, number, attempt, config.metric)
         trial = self.store.stop_trial(study, number, attempt, value=value)
         self._scheduler.after_end(mirror, trial, attempt)
         return trial

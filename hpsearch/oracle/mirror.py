@@ -62,6 +62,9 @@ class StudyMirror:
         self.in_flight: list[Params] = []  # taken from the buffer, trial insert under way
         self.trials: dict[int, Trial] = {}  # running trials as handed out
         self.history: list[Observation] = []
+        # FAILED trials' parameters: no result to learn from, but the search must not
+        # propose them again (passed to it as busy points, see Suggester.refill).
+        self.failed_params: list[Params] = []
         # What the algorithm keeps of the history (random search: the keys tried).
         self.search_state: Any = self.algorithm.initial_state()
         # A multi-fidelity study's slots (hpsearch.search.hyperband.Schedule), else None.
@@ -174,10 +177,16 @@ class StudyMirror:
                         if held is None or cache[number][0] != held[1]:
                             del cache[number]
             if load_history:
-                completed = store.list_trials(self.name, states=[TrialState.COMPLETED])
-                self.completed_numbers = {t.number for t in completed}
+                ended = store.list_trials(
+                    self.name,
+                    states=[TrialState.COMPLETED, TrialState.STOPPED, TrialState.FAILED],
+                )
+                self.failed_params = [t.params for t in ended if t.state is TrialState.FAILED]
+                self.completed_numbers = {
+                    t.number for t in ended if t.state is TrialState.COMPLETED
+                }
                 self.history = warm_start_history(store, self.config) + [
-                    _observation(t, t.params) for t in completed if _has_result(t)
+                    _observation(t, t.params) for t in ended if _teaches_search(t, self.config)
                 ]
                 self.search_state = self.algorithm.state_of(self.history)
                 if self.schedule is not None:
@@ -243,10 +252,13 @@ class StudyMirror:
             self._observe(trial, params)
         elif trial.state is TrialState.FAILED:
             self.failed += 1
+            self.failed_params.append(params)
         elif trial.state is TrialState.WAITING:
             self.waiting += 1
         elif trial.state is TrialState.STOPPED:
             self.stopped += 1
+            if _teaches_search(trial, self.config):
+                self._observe(trial, params)
         log_trial(trial, self.name, event="ended", attempt=attempt)
         return True
 
@@ -358,6 +370,29 @@ def _has_result(trial: Trial) -> bool:
     """Whether a COMPLETED trial teaches the search something: a value, or that its
     parameters are infeasible."""
     return trial.value is not None or not trial.feasible
+
+
+def _teaches_search(trial: Trial, config: StudyConfig) -> bool:
+    """Whether an ended trial belongs in the search's history.
+
+    A trial stopped early (the median rule, a ``should_stop`` the worker obeyed) counts with
+    the value it was stopped at, as Vertex AI Vizier counts an early-stopped trial's last
+    measurement: it was stopped for looking worse than the others at that step, which is what
+    the model must learn.  Left out, its parameters were neither observed nor pending, so the
+    next suggestion came from the same model (and, in a seeded study, the same generator):
+    a sequential study with the median rule proposed one stopped configuration forever.  A
+    multi-fidelity trial stopped inside a rung is left out (its rung's budget was not spent,
+    and the schedule counts rung results only), and so is one of a study with several
+    objectives or constraints (a stopped trial keeps one value, not the metrics those need)."""
+    if trial.state is TrialState.COMPLETED:
+        return _has_result(trial)
+    return (
+        trial.state is TrialState.STOPPED
+        and trial.value is not None
+        and Rung.from_tags(trial.tags) is None
+        and not config.multi_objective
+        and not config.constraints
+    )
 
 
 def _observation(trial: Trial, params: Params) -> Observation:

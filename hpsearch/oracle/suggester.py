@@ -83,7 +83,15 @@ class Suggester:
             history = list(mirror.history) if mirror.algorithm.uses_history else []
             state = mirror.search_state
             known = len(mirror.history)
-            pending = list(mirror.pending_params.values()) + mirror.in_flight + kept
+            # Failed trials count as busy points: they taught nothing, and with the history
+            # and the running set as before them the search would propose them again (the
+            # same Sobol point; in a seeded study the very same parameters).
+            pending = (
+                list(mirror.pending_params.values())
+                + mirror.in_flight
+                + kept
+                + mirror.failed_params
+            )
             version = mirror.space_version
             replay = mirror.replay_inputs() if mirror.exact_replay else None
             mirror.dirty = False

@@ -400,6 +400,36 @@ def test_a_slow_suggestion_does_not_delay_heartbeats(
         asker.join(60)
 
 
+@pytest.mark.parametrize("seed", ["seed: 7\n", ""], ids=["seeded", "unseeded"])
+def test_a_bayesian_study_learns_from_stopped_and_failed_trials(client: Client, seed: str) -> None:
+    # One worker at a time; the median rule stops every trial after the first two.  A
+    # stopped trial used to teach the search nothing: the history and the running set were
+    # as before it, so the next ask got the same parameters again, and again.
+    config = study_yaml(
+        "learns", algorithm="bayesian", budget="{max_trials: 12, parallel_trials: 1}"
+    )
+    config += seed + "early_stopping: {rule: median, min_trials: 2, min_steps: 1}\n"
+    client.create_study(config)
+    seen = []
+    for i in range(12):
+        (trial,) = client.ask("learns", "w0")
+        seen.append((trial.params["lr"], trial.params["units"]))
+        if i < 2:
+            client.report("learns", trial.number, trial.attempt, 1, {"score": 0.9})
+            client.tell("learns", trial.number, trial.attempt, value=0.9)
+        elif i % 4 == 3:
+            client.tell("learns", trial.number, trial.attempt, state="FAILED")
+        else:
+            status = client.report(
+                "learns", trial.number, trial.attempt, 1, {"score": 0.1 + i / 100}
+            )
+            assert status.should_stop
+            stopped = client.tell("learns", trial.number, trial.attempt, state="STOPPED")
+            # No value told: it keeps its measurements' (the study measures "best").
+            assert stopped.state is TrialState.STOPPED and stopped.value == 0.1 + i / 100
+    assert len(set(seen)) == len(seen), f"parameters proposed again: {seen}"
+
+
 def test_median_stopping_rule_stops_a_trial_behind_the_median(client: Client) -> None:
     config = study_yaml("median", budget="{max_trials: 6, parallel_trials: 2}")
     client.create_study(config + "early_stopping: {rule: median, min_trials: 2, min_steps: 1}\n")
