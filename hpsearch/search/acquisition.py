@@ -21,6 +21,7 @@ inactive parameters at their constants) together with its acquisition value.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import optimize, special
@@ -85,28 +86,28 @@ def log_pof(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 class Acquisition:
-    """log EI of one GP posterior, scored on rows of an encoder's matrix; with a
-    feasibility GP, constrained EI (Gardner et al., 2014): log EI plus the log probability
-    that the feasibility margin is positive.  With ``best`` None (no feasible trial yet)
-    it is the probability of feasibility alone."""
+    """log EI of one GP posterior, scored on rows of an encoder's matrix; with feasibility
+    GPs, constrained EI (Gardner et al., 2014): log EI plus the log probability that each
+    feasibility margin is positive (independent constraints).  With ``best`` None (no
+    feasible trial yet) it is the probability of feasibility alone."""
 
     def __init__(
         self,
         gp: GaussianProcess | None,
         best: float | None,
-        feasibility: GaussianProcess | None = None,
+        feasibility: Sequence[GaussianProcess] = (),
     ) -> None:
         self.gp = gp
         self.best = best
-        self.feasibility = feasibility
+        self.feasibility = tuple(feasibility)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         value = np.zeros(len(X))
         if self.best is not None and self.gp is not None:
             mean, var = self.gp.predict(X)
             value += log_ei(mean, var, self.best)[0]
-        if self.feasibility is not None:
-            value += log_pof(*self.feasibility.predict(X))[0]
+        for model in self.feasibility:
+            value += log_pof(*model.predict(X))[0]
         return value
 
     def with_grad(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +118,8 @@ class Acquisition:
             ei, dv_dm, dv_dvar = log_ei(mean, var, self.best)
             value += ei
             grad += dv_dm[:, None] * d_mean + dv_dvar[:, None] * d_var
-        if self.feasibility is not None:
-            mean, var, d_mean, d_var = self.feasibility.predict_with_grad(X)
+        for model in self.feasibility:
+            mean, var, d_mean, d_var = model.predict_with_grad(X)
             pof, dp_dm, dp_dvar = log_pof(mean, var)
             value += pof
             grad += dp_dm[:, None] * d_mean + dp_dvar[:, None] * d_var
@@ -144,7 +145,7 @@ def maximize(
         # The pool's cost grows with (candidates x training points): past
         # POOL_FULL_UNTIL training points the pool shrinks (to at least a quarter), and
         # local candidates and gradient starts carry more of the search.
-        modelled = acquisition.gp or acquisition.feasibility
+        modelled = acquisition.gp or next(iter(acquisition.feasibility), None)
         n_train = len(modelled.y) if modelled is not None else 0
         n_random = max(N_RANDOM // 4, min(N_RANDOM, N_RANDOM * POOL_FULL_UNTIL // max(n_train, 1)))
     n_local = N_LOCAL if n_local is None else n_local
