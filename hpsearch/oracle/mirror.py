@@ -30,6 +30,10 @@ from hpsearch.store.api import Store
 
 logger = logging.getLogger(__name__)
 
+#: How long after a result a hand-out waits for suggestions that know it (see
+#: StudyMirror.fresh_wait_left).
+FRESH_WAIT_SECONDS = 2.0
+
 #: An algorithm error pauses a study's suggestions this long.
 SUGGEST_BACKOFF_SECONDS = 2.0
 #: Nobody asked for this long: the study's suggestions are not refilled.
@@ -71,6 +75,10 @@ class StudyMirror:
         self.schedule: Any = self.algorithm.new_schedule(study.config)
         self.completed_numbers: set[int] = set()  # COMPLETED trials, to count each once
         self.buffer: deque[Params] = deque()
+        # The history's length when the oldest ready suggestion was computed, and when the
+        # first result after that arrived (None: the buffer is up to date).
+        self.buffer_history = 0
+        self.behind_since: float | None = None
         self.reserved = 0  # slots taken by claims/inserts in flight (lock released)
         self.reserved_new = 0  # of which new trials (already counted in total)
         self.reserving: set[str] = set()  # workers with a claim/insert in flight
@@ -134,8 +142,36 @@ class StudyMirror:
         """The ready suggestions were computed before the latest result (model-based)."""
         return self.dirty and self.algorithm.model_based
 
+    def fresh_wait_left(self) -> float:
+        """Seconds a hand-out of a model-based study still waits for suggestions that know
+        the latest results (0: hand out what is ready).
+
+        A ready suggestion computed before the latest result is what a batch member would
+        have been: handed out right after a result, a sequential study became a study
+        with two trials in flight, one of them proposed without the last result.  A fit
+        takes tens to hundreds of milliseconds, a trial minutes, so the hand-out waits for
+        the refit, up to ``FRESH_WAIT_SECONDS`` after the result (a slow or failing fit
+        then hands out what is ready).  An exactly replayed study drops what is ready on
+        every result instead."""
+        if (
+            self.behind_since is None
+            or not self.buffer
+            or not self.algorithm.model_based
+            or self.buffer_history >= len(self.history)
+        ):
+            return 0.0
+        return max(0.0, self.behind_since + FRESH_WAIT_SECONDS - time.monotonic())
+
+    def buffer_computed(self, known: int) -> None:
+        """The suggester put suggestions computed from the first ``known`` entries of the
+        history in the buffer, in place of what was there (``cond`` held)."""
+        self.buffer_history = known
+        if known >= len(self.history):
+            self.behind_since = None
+
     def needs_suggestions(self) -> bool:
-        if self.finished or self.total + len(self.buffer) >= self.config.budget.max_trials:
+        ready = 0 if self.stale else len(self.buffer)  # a stale buffer is computed again
+        if self.finished or self.total + ready >= self.config.budget.max_trials:
             return False
         if time.monotonic() - self.suggest_failed_at < SUGGEST_BACKOFF_SECONDS:
             return False  # back off after an algorithm error
@@ -300,6 +336,8 @@ class StudyMirror:
     def _observe(self, trial: Trial, params: Params) -> None:
         observation = _observation(trial, params)
         self.history.append(observation)
+        if self.behind_since is None:
+            self.behind_since = time.monotonic()
         self.algorithm.observe(self.search_state, observation)
         if self.schedule is not None and trial.value is not None:
             self.schedule.record(trial.number, trial.value)

@@ -71,7 +71,8 @@ class Scheduler:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopping():
                     return AskResult(AskStatus.WAIT)
-                mirror.cond.wait(remaining)
+                fresh_wait = mirror.fresh_wait_left()
+                mirror.cond.wait(min(remaining, fresh_wait) if fresh_wait > 0 else remaining)
 
     def after_end(self, mirror: StudyMirror, trial: Trial, attempt: int) -> None:
         """Account for ``attempt`` of ``trial`` having ended, and finish the study when
@@ -175,8 +176,9 @@ class Scheduler:
         if mirror.total >= mirror.config.budget.max_trials:
             return None
         schedule = mirror.schedule
+        fresh = mirror.fresh_wait_left() <= 0  # what is ready knows the latest results
         if schedule is None:
-            if not mirror.buffer:
+            if not mirror.buffer or not fresh:
                 return None
             return mirror.buffer.popleft(), None, None
         decision = schedule.next(ongoing=mirror.active > 0)
@@ -184,7 +186,7 @@ class Scheduler:
             return None
         if decision.kind == "promote":
             params = dict(decision.parent_params)
-        elif mirror.buffer:
+        elif mirror.buffer and fresh:
             params = mirror.buffer.popleft()
         else:
             return None  # a new configuration, once the suggester has one ready

@@ -121,8 +121,9 @@ class Suggester:
             taken = mirror.taken_since(known)
             if taken:
                 valid = [p for p in valid if params_key(p) not in taken]
-            if refresh:
+            if refresh or not mirror.buffer:
                 mirror.buffer = deque(valid)
+                mirror.buffer_computed(known)
             else:
                 mirror.buffer.extend(valid)
             mirror.cond.notify_all()

@@ -366,6 +366,38 @@ def test_many_workers_never_exceed_max_trials_or_parallel_trials(client: Client)
     assert peak[0] <= 3
 
 
+def test_a_sequential_study_is_handed_suggestions_that_know_the_last_result(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unseeded Bayesian study, one trial at a time: every trial handed out was proposed
+    from all the results told before it was asked for.  Before, the suggestion computed
+    while the previous trial ran was handed out right after its result, so the study
+    searched as with two trials in flight, each proposed without the latest result."""
+    import hpsearch.search as search
+
+    real = search.suggest
+    known_when_proposed: dict[tuple[object, ...], int] = {}
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        proposals = real(*args, **kwargs)
+        for params in proposals:
+            known_when_proposed[tuple(sorted(params.items()))] = len(args[1])
+        return proposals
+
+    monkeypatch.setattr(search, "suggest", recording)
+    # A fit here takes milliseconds: a wait for it that ends is a missed refit, not load.
+    monkeypatch.setattr("hpsearch.oracle.mirror.FRESH_WAIT_SECONDS", 60.0)
+    config = study_yaml(
+        "fresh", algorithm="bayesian", budget="{max_trials: 10, parallel_trials: 1}"
+    )
+    client.create_study(config)
+    for told in range(10):
+        (trial,) = client.ask("fresh", "w0", timeout=30)
+        assert known_when_proposed[tuple(sorted(trial.params.items()))] == told
+        value = -abs(math.log10(trial.params["lr"]) + 2) - abs(trial.params["units"] - 9) / 10
+        client.tell("fresh", trial.number, trial.attempt, value=value)
+
+
 def test_a_slow_suggestion_does_not_delay_heartbeats(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
